@@ -1,0 +1,197 @@
+#pragma once
+/// \file
+/// The schedule: the spine that executors, the simulator, the cost model and the verifier share.
+///
+/// A schedule says, for every rank, an ordered list of steps on one or more channels. Channels are
+/// independent streams (a BCube thread, a Blink tree, a DS-Sync group) that run concurrently; the steps
+/// of one channel run in order. A step is "send range r to rank p", "receive range r from rank q and
+/// reduce it into mine" or "receive range r from rank q and copy it over mine".
+///
+/// Execution rules every consumer shares (the verifier proves schedules against exactly these):
+///  1. Sends are non-blocking. The i-th send from rank a to rank b on channel c matches the i-th receive
+///     by b from a on channel c; both name ranges of the same length.
+///  2. A receive blocks until its message has arrived.
+///  3. A rank never overwrites elements it has an unfinished send of: a receive into a range waits until
+///     every earlier send of an overlapping range has been consumed by its receiver. (So an executor may
+///     let the receiver read straight from the sender's buffer: zero copy.)
+///  4. On one rank, a range written by one channel is touched by no other channel.
+///  5. A rank's part ends when all its channels reached their end and all its sends were consumed.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dssync/core/chunking.hpp"
+
+namespace dssync {
+
+/// What a step does.
+enum class step_kind : std::uint8_t {
+  send,         ///< send my range to `peer`
+  recv_reduce,  ///< receive a range from `peer` and reduce it into mine with the op
+  recv_copy,    ///< receive a range from `peer` and copy it over mine
+};
+
+[[nodiscard]] constexpr const char* to_string(step_kind k) noexcept {
+  switch (k) {
+    case step_kind::send: return "send";
+    case step_kind::recv_reduce: return "recv-reduce";
+    case step_kind::recv_copy: return "recv-copy";
+  }
+  return "?";
+}
+
+/// One step of one channel of one rank.
+struct step {
+  step_kind kind = step_kind::send;
+  int peer = -1;
+  range data{};  ///< elements of this rank's buffer that are read (send) or written (receive)
+
+  [[nodiscard]] constexpr bool is_send() const noexcept { return kind == step_kind::send; }
+  [[nodiscard]] constexpr bool is_recv() const noexcept { return kind != step_kind::send; }
+  friend constexpr bool operator==(const step&, const step&) = default;
+};
+
+/// The ordered steps of one channel.
+struct channel {
+  std::vector<step> steps;
+};
+
+/// Everything one rank does in one collective.
+struct rank_plan {
+  std::vector<channel> channels;
+
+  [[nodiscard]] std::size_t step_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& c : channels) n += c.steps.size();
+    return n;
+  }
+};
+
+/// What the collective promises each rank ends with.
+enum class semantics : std::uint8_t {
+  allreduce,        ///< every rank holds the reduction of all ranks' data
+  group_allreduce,  ///< every rank holds the reduction of its group's data (DS-Sync, gossip)
+  reduce,           ///< the root holds the reduction of all ranks' data; others are unspecified
+  broadcast,        ///< every rank holds the root's data
+};
+
+[[nodiscard]] constexpr const char* to_string(semantics s) noexcept {
+  switch (s) {
+    case semantics::allreduce: return "allreduce";
+    case semantics::group_allreduce: return "group-allreduce";
+    case semantics::reduce: return "reduce";
+    case semantics::broadcast: return "broadcast";
+  }
+  return "?";
+}
+
+/// A complete plan for all ranks: a plain value, built by a policy, consumed by executors, the simulator,
+/// the cost model and the verifier.
+struct schedule {
+  std::string policy;              ///< name of the policy that built it
+  int world_size = 0;              ///< number of ranks
+  std::size_t count = 0;           ///< elements per rank
+  semantics kind = semantics::allreduce;
+  int root = 0;                    ///< for reduce and broadcast
+  std::vector<std::vector<int>> groups;  ///< for group_allreduce: disjoint groups covering all ranks
+  std::vector<rank_plan> ranks;    ///< one per rank
+
+  /// The ranks whose contributions `rank` must end with (sorted). Empty means "unspecified".
+  [[nodiscard]] std::vector<int> expected_contributors(int rank) const {
+    std::vector<int> all(static_cast<std::size_t>(world_size));
+    std::iota(all.begin(), all.end(), 0);
+    switch (kind) {
+      case semantics::allreduce: return all;
+      case semantics::reduce: return rank == root ? all : std::vector<int>{};
+      case semantics::broadcast: return {root};
+      case semantics::group_allreduce:
+        for (const auto& g : groups)
+          if (std::find(g.begin(), g.end(), rank) != g.end()) {
+            auto s = g;
+            std::sort(s.begin(), s.end());
+            return s;
+          }
+        return {rank};
+    }
+    return all;
+  }
+
+  /// How many contributions `rank` ends with: the divisor of `average`. At least 1.
+  [[nodiscard]] int contributors(int rank) const {
+    const auto n = expected_contributors(rank).size();
+    return n == 0 ? 1 : static_cast<int>(n);
+  }
+
+  [[nodiscard]] std::size_t channel_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& r : ranks) n = std::max(n, r.channels.size());
+    return n;
+  }
+
+  [[nodiscard]] std::size_t step_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& r : ranks) n += r.step_count();
+    return n;
+  }
+
+  /// Removes steps with empty ranges. Both ends of a message have equal lengths, so the FIFO matching of
+  /// the remaining messages is unchanged. Policies call it so that short buffers send no empty messages.
+  schedule& drop_empty() {
+    for (auto& r : ranks)
+      for (auto& c : r.channels)
+        c.steps.erase(std::remove_if(c.steps.begin(), c.steps.end(), [](const step& s) { return s.data.empty(); }),
+                      c.steps.end());
+    return *this;
+  }
+};
+
+/// Prints one step as `send [0,12) -> 3`.
+inline std::ostream& operator<<(std::ostream& os, const step& s) {
+  os << to_string(s.kind) << ' ' << s.data << (s.is_send() ? " -> " : " <- ") << s.peer;
+  return os;
+}
+
+/// Prints the plan of `rank`, or of every rank when `rank < 0`, one line per step.
+inline void print(std::ostream& os, const schedule& s, int rank = -1) {
+  os << "schedule " << s.policy << ": " << to_string(s.kind) << ", " << s.world_size << " ranks, " << s.count
+     << " elements, " << s.channel_count() << " channel(s), " << s.step_count() << " steps";
+  if (s.kind == semantics::reduce || s.kind == semantics::broadcast) os << ", root " << s.root;
+  if (s.kind == semantics::group_allreduce) {
+    os << ", groups";
+    for (const auto& g : s.groups) {
+      os << " {";
+      for (std::size_t i = 0; i < g.size(); ++i) os << (i ? "," : "") << g[i];
+      os << '}';
+    }
+  }
+  os << '\n';
+  for (int r = 0; r < s.world_size; ++r) {
+    if (rank >= 0 && r != rank) continue;
+    const auto& plan = s.ranks[static_cast<std::size_t>(r)];
+    for (std::size_t c = 0; c < plan.channels.size(); ++c) {
+      os << "  rank " << r << " channel " << c << ":\n";
+      const auto& steps = plan.channels[c].steps;
+      for (std::size_t i = 0; i < steps.size(); ++i) os << "    " << i << ": " << steps[i] << '\n';
+    }
+  }
+}
+
+inline std::ostream& operator<<(std::ostream& os, const schedule& s) {
+  print(os, s);
+  return os;
+}
+
+/// The printed plan as a string (see `print`).
+[[nodiscard]] inline std::string to_string(const schedule& s, int rank = -1) {
+  std::ostringstream os;
+  print(os, s, rank);
+  return os.str();
+}
+
+}  // namespace dssync

@@ -1,0 +1,353 @@
+#pragma once
+/// \file
+/// The schedule verifier: executes a schedule symbolically and proves it correct.
+///
+/// For every element of every rank it tracks the set of ranks whose contributions the element holds. It
+/// plays the schedule by the execution rules of `schedule.hpp` and proves that
+///  - the structure is sound (peers and ranges in bounds, matched message lengths equal);
+///  - no two channels of one rank race on a range (a channel never reads data another is still writing);
+///  - every receive gets a message and every send is received;
+///  - no cycle of waits exists (deadlock), including waits for one's own sends to be consumed;
+///  - no reduction counts a contribution twice;
+///  - every rank ends holding exactly the contributions its semantics promise, each exactly once.
+
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dssync/core/error.hpp"
+#include "dssync/core/schedule.hpp"
+
+namespace dssync {
+
+/// The verifier's verdict. Converts to `true` when the schedule is proven correct; otherwise `message`
+/// names the first violation found.
+struct verification {
+  bool ok = true;
+  std::string message;
+  std::size_t messages = 0;  ///< messages exchanged in the symbolic run
+  std::size_t elements_moved = 0;  ///< elements carried by those messages
+  explicit operator bool() const noexcept { return ok; }
+};
+
+namespace detail {
+
+using contribution_bits = std::vector<std::uint64_t>;
+
+/// Piecewise-constant map from element offset to the set of contributions held there.
+class contribution_map {
+ public:
+  struct piece {
+    std::size_t rel = 0, len = 0;
+    contribution_bits bits;
+  };
+
+  contribution_map(std::size_t count, contribution_bits initial) : count_(count) {
+    if (count_ > 0) segs_.emplace(0, std::move(initial));
+  }
+
+  [[nodiscard]] std::vector<piece> extract(const range& r) {
+    std::vector<piece> out;
+    if (r.empty()) return out;
+    split(r.offset);
+    split(r.end());
+    for (auto it = segs_.find(r.offset); it != segs_.end() && it->first < r.end(); ++it)
+      out.push_back({it->first - r.offset, seg_end(it) - it->first, it->second});
+    return out;
+  }
+
+  /// Applies `pieces` (relative to `r`) by copy or reduce. Returns the index of a doubly counted
+  /// contribution, or -1.
+  int apply(const range& r, const std::vector<piece>& pieces, bool reduce, std::size_t* where) {
+    for (const auto& p : pieces) {
+      const std::size_t lo = r.offset + p.rel, hi = lo + p.len;
+      split(lo);
+      split(hi);
+      for (auto it = segs_.find(lo); it != segs_.end() && it->first < hi; ++it) {
+        if (!reduce) {
+          it->second = p.bits;
+          continue;
+        }
+        for (std::size_t w = 0; w < p.bits.size(); ++w) {
+          if (const auto dup = it->second[w] & p.bits[w]; dup != 0) {
+            *where = it->first;
+            return static_cast<int>(w * 64 + static_cast<std::size_t>(__builtin_ctzll(dup)));
+          }
+          it->second[w] |= p.bits[w];
+        }
+      }
+    }
+    return -1;
+  }
+
+  template <class F>
+  void for_each(F&& f) const {
+    for (auto it = segs_.begin(); it != segs_.end(); ++it) f(range{it->first, seg_end(it) - it->first}, it->second);
+  }
+
+ private:
+  using map_t = std::map<std::size_t, contribution_bits>;
+  [[nodiscard]] std::size_t seg_end(map_t::const_iterator it) const {
+    auto nx = std::next(it);
+    return nx == segs_.end() ? count_ : nx->first;
+  }
+  void split(std::size_t x) {
+    if (x == 0 || x >= count_) return;
+    auto it = segs_.upper_bound(x);
+    --it;
+    if (it->first == x) return;
+    segs_.emplace_hint(std::next(it), x, it->second);
+  }
+  std::size_t count_;
+  map_t segs_;
+};
+
+inline std::string describe(int rank, std::size_t ch, std::size_t idx, const step& s) {
+  std::ostringstream os;
+  os << "rank " << rank << " channel " << ch << " step " << idx << " (" << s << ")";
+  return os.str();
+}
+
+}  // namespace detail
+
+/// Proves `s` correct or names the first violation. Never throws for a bad schedule; it reports it.
+[[nodiscard]] inline verification verify(const schedule& s) {
+  verification v;
+  auto fail = [&](const std::string& m) {
+    v.ok = false;
+    v.message = m;
+    return v;
+  };
+  const int n = s.world_size;
+  if (n <= 0) return fail("world size " + std::to_string(n) + " is not positive");
+  if (static_cast<int>(s.ranks.size()) != n)
+    return fail("schedule has plans for " + std::to_string(s.ranks.size()) + " ranks but world size " + std::to_string(n));
+  if ((s.kind == semantics::reduce || s.kind == semantics::broadcast) && (s.root < 0 || s.root >= n))
+    return fail("root " + std::to_string(s.root) + " out of range for world size " + std::to_string(n));
+  if (s.kind == semantics::group_allreduce) {
+    std::vector<int> seen(static_cast<std::size_t>(n), 0);
+    for (const auto& g : s.groups)
+      for (int r : g) {
+        if (r < 0 || r >= n) return fail("group member " + std::to_string(r) + " out of range");
+        if (seen[static_cast<std::size_t>(r)]++) return fail("rank " + std::to_string(r) + " is in two groups");
+      }
+  }
+
+  // 1. Structure.
+  for (int r = 0; r < n; ++r) {
+    const auto& plan = s.ranks[static_cast<std::size_t>(r)];
+    for (std::size_t c = 0; c < plan.channels.size(); ++c)
+      for (std::size_t i = 0; i < plan.channels[c].steps.size(); ++i) {
+        const step& st = plan.channels[c].steps[i];
+        if (st.peer < 0 || st.peer >= n || st.peer == r)
+          return fail(detail::describe(r, c, i, st) + ": peer " + std::to_string(st.peer) + " is invalid");
+        if (st.data.end() > s.count)
+          return fail(detail::describe(r, c, i, st) + ": range ends past the buffer of " + std::to_string(s.count) +
+                      " elements");
+      }
+  }
+
+  // 2. Channels of one rank must not race: a range written by one channel is touched by no other.
+  for (int r = 0; r < n; ++r) {
+    const auto& plan = s.ranks[static_cast<std::size_t>(r)];
+    if (plan.channels.size() < 2) continue;
+    struct access {
+      range data;
+      std::size_t ch, idx;
+      bool write;
+    };
+    std::vector<access> acc;
+    for (std::size_t c = 0; c < plan.channels.size(); ++c)
+      for (std::size_t i = 0; i < plan.channels[c].steps.size(); ++i) {
+        const step& st = plan.channels[c].steps[i];
+        if (!st.data.empty()) acc.push_back({st.data, c, i, st.is_recv()});
+      }
+    std::sort(acc.begin(), acc.end(), [](const access& a, const access& b) { return a.data.offset < b.data.offset; });
+    for (std::size_t a = 0; a < acc.size(); ++a)
+      for (std::size_t b = a + 1; b < acc.size() && acc[b].data.offset < acc[a].data.end(); ++b)
+        if (acc[a].ch != acc[b].ch && (acc[a].write || acc[b].write)) {
+          const auto& w = acc[a].write ? acc[a] : acc[b];
+          const auto& o = acc[a].write ? acc[b] : acc[a];
+          const auto& ws = plan.channels[w.ch].steps[w.idx];
+          const auto& os_ = plan.channels[o.ch].steps[o.idx];
+          return fail(detail::describe(r, o.ch, o.idx, os_) + " touches elements that " +
+                      detail::describe(r, w.ch, w.idx, ws) +
+                      " writes on another channel: the channels are unordered, so it may read data that has not "
+                      "arrived");
+        }
+  }
+
+  // 3. Symbolic execution.
+  const std::size_t words = (static_cast<std::size_t>(n) + 63) / 64;
+  std::vector<detail::contribution_map> state;
+  state.reserve(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) {
+    detail::contribution_bits b(words, 0);
+    b[static_cast<std::size_t>(r) / 64] |= std::uint64_t{1} << (r % 64);
+    state.emplace_back(s.count, std::move(b));
+  }
+  struct message {
+    int src;
+    std::size_t ch, idx;
+    range data;
+    std::vector<detail::contribution_map::piece> payload;
+    std::size_t send_id;
+  };
+  struct pending_send {
+    range data;
+    int dst;
+    std::size_t ch, idx;
+    bool consumed;
+  };
+  std::unordered_map<std::uint64_t, std::deque<message>> queues;
+  auto qkey = [n](int src, int dst, std::size_t ch) {
+    return (static_cast<std::uint64_t>(ch) * static_cast<std::uint64_t>(n) + static_cast<std::uint64_t>(src)) *
+               static_cast<std::uint64_t>(n) +
+           static_cast<std::uint64_t>(dst);
+  };
+  std::vector<std::vector<pending_send>> sends(static_cast<std::size_t>(n));
+  std::vector<std::vector<std::size_t>> pc(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) pc[static_cast<std::size_t>(r)].assign(s.ranks[static_cast<std::size_t>(r)].channels.size(), 0);
+
+  auto war_blocker = [&](int r, const range& d) -> const pending_send* {
+    for (const auto& p : sends[static_cast<std::size_t>(r)])
+      if (!p.consumed && p.data.overlaps(d)) return &p;
+    return nullptr;
+  };
+
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int r = 0; r < n; ++r) {
+      const auto& plan = s.ranks[static_cast<std::size_t>(r)];
+      for (std::size_t c = 0; c < plan.channels.size(); ++c) {
+        auto& i = pc[static_cast<std::size_t>(r)][c];
+        const auto& steps = plan.channels[c].steps;
+        while (i < steps.size()) {
+          const step& st = steps[i];
+          if (st.is_send()) {
+            auto& mine = sends[static_cast<std::size_t>(r)];
+            queues[qkey(r, st.peer, c)].push_back(
+                {r, c, i, st.data, state[static_cast<std::size_t>(r)].extract(st.data), mine.size()});
+            mine.push_back({st.data, st.peer, c, i, false});
+            ++i;
+            progress = true;
+            continue;
+          }
+          auto qit = queues.find(qkey(st.peer, r, c));
+          if (qit == queues.end() || qit->second.empty()) break;
+          if (war_blocker(r, st.data) != nullptr) break;
+          message m = std::move(qit->second.front());
+          qit->second.pop_front();
+          if (m.data.length != st.data.length)
+            return fail(detail::describe(r, c, i, st) + " receives the message of " +
+                        detail::describe(m.src, m.ch, m.idx, s.ranks[static_cast<std::size_t>(m.src)].channels[m.ch].steps[m.idx]) +
+                        ", but the lengths differ (" + std::to_string(st.data.length) + " vs " +
+                        std::to_string(m.data.length) + ")");
+          std::size_t where = 0;
+          const int dup = state[static_cast<std::size_t>(r)].apply(st.data, m.payload,
+                                                                   st.kind == step_kind::recv_reduce, &where);
+          if (dup >= 0)
+            return fail(detail::describe(r, c, i, st) + " counts the contribution of rank " + std::to_string(dup) +
+                        " twice at element " + std::to_string(where));
+          sends[static_cast<std::size_t>(m.src)][m.send_id].consumed = true;
+          ++v.messages;
+          v.elements_moved += st.data.length;
+          ++i;
+          progress = true;
+        }
+      }
+    }
+  }
+
+  // 4. Everyone finished? Otherwise explain the wait.
+  auto blocked_at = [&](int r) -> std::pair<std::size_t, bool> {
+    const auto& plan = s.ranks[static_cast<std::size_t>(r)];
+    for (std::size_t c = 0; c < plan.channels.size(); ++c)
+      if (pc[static_cast<std::size_t>(r)][c] < plan.channels[c].steps.size()) return {c, true};
+    return {0, false};
+  };
+  for (int r0 = 0; r0 < n; ++r0) {
+    if (!blocked_at(r0).second) continue;
+    std::vector<int> path;
+    std::vector<std::string> why;
+    std::vector<int> pos(static_cast<std::size_t>(n), -1);
+    int r = r0;
+    while (true) {
+      if (pos[static_cast<std::size_t>(r)] >= 0) {
+        std::string m = "deadlock: a cycle of waits:";
+        for (std::size_t k = static_cast<std::size_t>(pos[static_cast<std::size_t>(r)]); k < path.size(); ++k)
+          m += " " + why[k] + ";";
+        return fail(m);
+      }
+      auto [c, blocked] = blocked_at(r);
+      if (!blocked) {
+        return fail(why.back() + ", but rank " + std::to_string(r) + " finished without sending it: unmatched receive");
+      }
+      const std::size_t i = pc[static_cast<std::size_t>(r)][c];
+      const step& st = s.ranks[static_cast<std::size_t>(r)].channels[c].steps[i];
+      pos[static_cast<std::size_t>(r)] = static_cast<int>(path.size());
+      path.push_back(r);
+      int next = st.peer;
+      std::string w = detail::describe(r, c, i, st);
+      auto qit = queues.find(qkey(st.peer, r, c));
+      if (qit != queues.end() && !qit->second.empty()) {
+        const pending_send* p = war_blocker(r, st.data);
+        next = p ? p->dst : st.peer;
+        w += " waits for rank " + std::to_string(next) + " to consume its earlier send of overlapping elements";
+      } else {
+        w += " waits for a message from rank " + std::to_string(st.peer);
+      }
+      why.push_back(w);
+      r = next;
+    }
+  }
+  for (const auto& [key, q] : queues)
+    if (!q.empty()) {
+      const message& m = q.front();
+      const step& st = s.ranks[static_cast<std::size_t>(m.src)].channels[m.ch].steps[m.idx];
+      return fail(detail::describe(m.src, m.ch, m.idx, st) + " is never received: unmatched send");
+    }
+
+  // 5. Semantics: every rank holds exactly its expected contributions.
+  for (int r = 0; r < n; ++r) {
+    const auto expect = s.expected_contributors(r);
+    if (expect.empty()) continue;
+    detail::contribution_bits want(words, 0);
+    for (int e : expect) want[static_cast<std::size_t>(e) / 64] |= std::uint64_t{1} << (e % 64);
+    std::string err;
+    state[static_cast<std::size_t>(r)].for_each([&](const range& rg, const detail::contribution_bits& have) {
+      if (!err.empty()) return;
+      for (std::size_t w = 0; w < words; ++w) {
+        if (const auto miss = want[w] & ~have[w]; miss != 0) {
+          std::ostringstream os;
+          os << "rank " << r << " ends with elements " << rg << " lacking the contribution of rank "
+             << w * 64 + static_cast<std::size_t>(__builtin_ctzll(miss)) << " (" << to_string(s.kind) << ")";
+          err = os.str();
+          return;
+        }
+        if (const auto extra = have[w] & ~want[w]; extra != 0) {
+          std::ostringstream os;
+          os << "rank " << r << " ends with elements " << rg << " holding the contribution of rank "
+             << w * 64 + static_cast<std::size_t>(__builtin_ctzll(extra)) << ", which " << to_string(s.kind)
+             << " does not promise it";
+          err = os.str();
+          return;
+        }
+      }
+    });
+    if (!err.empty()) return fail(err);
+  }
+  return v;
+}
+
+/// Verifies `s` and throws `invalid_argument` naming the violation if it is not correct.
+inline void verify_or_throw(const schedule& s) {
+  if (auto v = verify(s); !v) throw invalid_argument("schedule " + s.policy + " failed verification: " + v.message);
+}
+
+}  // namespace dssync

@@ -1,0 +1,35 @@
+#pragma once
+/// \file
+/// The umbrella header: everything in dssync that needs no optional dependency (MPI, Eigen, Thrust).
+
+#include "dssync/version.hpp"
+
+#include "dssync/core/chunking.hpp"
+#include "dssync/core/codec.hpp"
+#include "dssync/core/dtype.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/options.hpp"
+#include "dssync/core/policy.hpp"
+#include "dssync/core/reduction_op.hpp"
+#include "dssync/core/schedule.hpp"
+#include "dssync/core/topology.hpp"
+#include "dssync/core/transport.hpp"
+#include "dssync/core/verifier.hpp"
+
+#include "dssync/ops/ops.hpp"
+
+#include "dssync/topology/full_mesh.hpp"
+#include "dssync/topology/network.hpp"
+#include "dssync/topology/ring.hpp"
+
+#include "dssync/algorithms/direct.hpp"
+#include "dssync/algorithms/registry.hpp"
+#include "dssync/algorithms/ring.hpp"
+
+#include "dssync/codecs/identity.hpp"
+
+#include "dssync/transport/agreement.hpp"
+#include "dssync/transport/executor.hpp"
+#include "dssync/transport/inproc.hpp"
+
+#include "dssync/synchronize.hpp"

@@ -1,0 +1,29 @@
+#pragma once
+/// \file
+/// CPU reduction kernels. Plain loops over restrict pointers that g++ and clang vectorize at -O2/-O3;
+/// no intrinsics (see tests/ops for the vectorization check).
+
+#include <cstddef>
+#include <span>
+
+#include "dssync/core/reduction_op.hpp"
+
+namespace dssync::ops {
+
+/// `dst[i] = op(dst[i], src[i])` for `i < n`. `dst` and `src` must not overlap.
+template <class T, class Op>
+inline void reduce_into(T* __restrict dst, const T* __restrict src, std::size_t n, const Op& op) {
+  if constexpr (requires { op.reduce(dst, src, n); }) {
+    op.reduce(dst, src, n);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(op(dst[i], src[i]));
+  }
+}
+
+/// Span form of `reduce_into`. The spans must have equal sizes.
+template <class T, class Op>
+inline void reduce_into(std::span<T> dst, std::span<const T> src, const Op& op) {
+  reduce_into(dst.data(), src.data(), dst.size() < src.size() ? dst.size() : src.size(), op);
+}
+
+}  // namespace dssync::ops

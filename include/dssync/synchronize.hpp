@@ -1,0 +1,173 @@
+#pragma once
+/// \file
+/// `dssync::synchronize`: the entry point. It puts a topology, a policy, a transport and a reduction op
+/// together, plans (and caches) the schedule, checks that ranks agree, runs the schedule and finalizes.
+
+#include <chrono>
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <ranges>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "dssync/algorithms/registry.hpp"
+#include "dssync/core/dtype.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/log.hpp"
+#include "dssync/core/options.hpp"
+#include "dssync/core/policy.hpp"
+#include "dssync/core/reduction_op.hpp"
+#include "dssync/core/schedule.hpp"
+#include "dssync/core/topology.hpp"
+#include "dssync/core/transport.hpp"
+#include "dssync/core/verifier.hpp"
+#include "dssync/ops/sum.hpp"
+#include "dssync/topology/full_mesh.hpp"
+#include "dssync/transport/agreement.hpp"
+#include "dssync/transport/executor.hpp"
+
+namespace dssync {
+
+/// The policy the short form of `synchronize` uses when DSSYNC_ALGO is unset.
+inline constexpr std::string_view default_policy = algorithms::ring::name;
+
+namespace detail {
+
+template <class Range>
+using element_of = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
+
+template <class Range>
+inline constexpr bool mutable_range = !std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<Range>>>;
+
+/// The plan of `p` on `t` for `q`, from a small per-thread cache when the policy allows it.
+template <class Policy, class Topo>
+std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request q, const options& opt, int rank) {
+  auto build = [&] {
+    auto s = std::make_shared<schedule>(p.plan(t, q));
+    if (opt.verify) verify_or_throw(*s);
+    detail::log(opt, log_level::trace, rank, "planned\n", to_string(*s, rank));
+    return std::shared_ptr<const schedule>(std::move(s));
+  };
+  if constexpr (!is_cacheable_policy<Policy>) {
+    return build();
+  } else {
+    thread_local std::list<std::pair<std::string, std::shared_ptr<const schedule>>> cache;
+    std::string key = std::string(Policy::name) + '|' + t.name() + '|' + std::to_string(q.count) + '|' +
+                      std::to_string(opt.verify);
+    for (auto it = cache.begin(); it != cache.end(); ++it)
+      if (it->first == key) {
+        cache.splice(cache.begin(), cache, it);
+        return cache.front().second;
+      }
+    auto s = build();
+    cache.emplace_front(std::move(key), s);
+    if (cache.size() > 16) cache.pop_back();
+    return s;
+  }
+}
+
+template <concepts::transport Transport, class E, class Op>
+void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op, const options& opt) {
+  const int me = comm.rank();
+  if (plan.world_size != comm.size())
+    throw invalid_argument("dssync::synchronize: rank " + std::to_string(me) + ": plan " + plan.policy + " is for " +
+                               std::to_string(plan.world_size) + " ranks but the communicator has " +
+                               std::to_string(comm.size()),
+                           me);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::uint32_t call = comm.next_call();
+  if (opt.check_agreement)
+    agree(comm,
+          signature::make(data.size(), comm.size(), dtype_of<E>, sizeof(E), op_id<Op>(), op_name<Op>(), plan.policy),
+          opt, call);
+  execute(comm, plan, data, op, opt, call);
+  if constexpr (concepts::finalizing_op<Op, E>) op.finalize(data, plan.contributors(me));
+  if (opt.debug >= log_level::info) {
+    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    detail::log(opt, log_level::info, me, plan.policy, ' ', to_string(plan.kind), " call ", call, ": ", data.size(),
+                ' ', to_string(dtype_of<E>), " elements (", data.size_bytes(), " B) on ", comm.size(), " ranks, ",
+                plan.ranks[static_cast<std::size_t>(me)].step_count(), " steps, ", op_name<Op>(), ", ", us, " us");
+  }
+}
+
+template <class Topology, class Transport>
+void validate_topology(const Topology& topo, const Transport& comm) {
+  try {
+    topo.validate(comm.size());
+  } catch (const invalid_argument& e) {
+    throw invalid_argument("dssync::synchronize: rank " + std::to_string(comm.rank()) + ": " + e.what(), comm.rank());
+  }
+}
+
+template <class Op, class E>
+constexpr void check_op() {
+  static_assert(element<E>, "dssync::synchronize: elements must be trivially copyable");
+  static_assert(concepts::reduction_op<Op, E>, "dssync::synchronize: Op is not a reduction_op for this element type "
+                                               "(it needs `T operator()(T, T) const`)");
+  static_assert(is_commutative<Op>, "dssync::synchronize: collective schedules reduce in varying orders, so the op "
+                                    "must be commutative");
+}
+
+}  // namespace detail
+
+/// Synchronizes `data` across all ranks of `comm` with the schedule `Policy` plans on `topo`, combining
+/// with `op` (default sum). On return every rank holds the result, bitwise identical on all ranks.
+///
+/// \tparam Topology  a `concepts::topology` (e.g. `topology::ring`), deduced from `topo`
+/// \tparam Policy    a `concepts::policy` for `Topology` (e.g. `algorithms::ring`); give it explicitly
+/// \tparam Transport a `concepts::transport` (e.g. `transport::inproc::communicator`), deduced
+/// \param data       a contiguous range of mutable elements: `std::vector`, `std::span`, `std::array`, ...
+/// \throws invalid_argument (topology does not fit the world), mismatch_error (ranks disagree on count,
+///   type, op or policy), timeout_error, peer_failure, malformed_payload.
+///
+/// ```
+/// dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(8), grads);
+/// ```
+template <concepts::topology Topology, class Policy, concepts::transport Transport, std::ranges::contiguous_range Range,
+          class Op = ops::sum>
+  requires concepts::policy<Policy, Topology> && std::ranges::sized_range<Range>
+void synchronize(Transport& comm, const Topology& topo, Range&& data, const Op& op = {}, const options& opt = {}) {
+  Policy policy{};
+  synchronize(comm, topo, policy, std::forward<Range>(data), op, opt);
+}
+
+/// As above, with a policy object, for policies that keep state across iterations.
+template <concepts::topology Topology, class Policy, concepts::transport Transport, std::ranges::contiguous_range Range,
+          class Op = ops::sum>
+  requires concepts::policy<Policy, Topology> && std::ranges::sized_range<Range>
+void synchronize(Transport& comm, const Topology& topo, Policy& policy, Range&& data, const Op& op = {},
+                 const options& opt = {}) {
+  using E = detail::element_of<Range>;
+  static_assert(detail::mutable_range<Range>, "dssync::synchronize: the buffer must be mutable (not const)");
+  detail::check_op<Op, E>();
+  detail::validate_topology(topo, comm);
+  std::span<E> view(std::ranges::data(data), std::ranges::size(data));
+  const auto plan = detail::plan_for(policy, topo, plan_request{view.size(), 0}, opt, comm.rank());
+  detail::run(comm, *plan, view, op, opt);
+}
+
+/// The short form: all-reduces `data` over `comm` with `op` (default sum) on a full-mesh view of the
+/// world, with the policy DSSYNC_ALGO names, or `default_policy`.
+///
+/// ```
+/// dssync::synchronize(comm, grads);                      // sum
+/// dssync::synchronize(comm, grads, dssync::ops::average{});
+/// ```
+template <concepts::transport Transport, std::ranges::contiguous_range Range, class Op = ops::sum>
+  requires std::ranges::sized_range<Range> && (!concepts::topology<std::remove_cvref_t<Range>>)
+void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options& opt = {}) {
+  using E = detail::element_of<Range>;
+  static_assert(detail::mutable_range<Range>, "dssync::synchronize: the buffer must be mutable (not const)");
+  detail::check_op<Op, E>();
+  const topology::full_mesh topo(comm.size());
+  std::span<E> view(std::ranges::data(data), std::ranges::size(data));
+  algorithms::visit_policy(algorithms::policy_from_env(default_policy), [&](auto policy) {
+    const auto plan = detail::plan_for(policy, topo, plan_request{view.size(), 0}, opt, comm.rank());
+    detail::run(comm, *plan, view, op, opt);
+  });
+}
+
+}  // namespace dssync

@@ -1,0 +1,291 @@
+#pragma once
+/// \file
+/// The executor: runs one rank's part of any schedule over any transport.
+///
+/// Each channel keeps up to `options::window` consecutive steps in flight (sends that are fully posted
+/// and wait only for their receiver do not count). Steps are cut into
+/// segments of `options::segment_bytes`; a segment may go as soon as no earlier unfinished step of its
+/// channel conflicts with it (read after write, write after read, write after write). So a chunk that is
+/// received and then forwarded streams through segment by segment (pipelining), and a reduction
+/// overlaps the transfer of the following segments. Sends never block. Receives reduce or copy straight
+/// out of the transport's buffer (the sender's own buffer on the in-process transport).
+///
+/// Every wait has a deadline of `options::timeout` without progress. A timeout raises `timeout_error`
+/// naming the rank, the step and the peer; a peer the transport knows to have failed raises
+/// `peer_failure` at once. On any error, pending sends are withdrawn before the exception leaves, so no
+/// peer reads a buffer the caller may free.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <span>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dssync/core/dtype.hpp"
+#include "dssync/core/error.hpp"
+#include "dssync/core/options.hpp"
+#include "dssync/core/schedule.hpp"
+#include "dssync/core/transport.hpp"
+#include "dssync/ops/kernel.hpp"
+
+namespace dssync {
+
+namespace detail {
+
+inline std::string seconds_string(std::chrono::milliseconds ms) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(3);
+  os << static_cast<double>(ms.count()) / 1000.0 << " s";
+  return os.str();
+}
+
+template <class T>
+std::string failure_reason(const T& comm, int peer) {
+  if constexpr (requires { comm.peer_failure_reason(peer); }) {
+    std::string r = comm.peer_failure_reason(peer);
+    if (!r.empty()) return " (" + r + ")";
+  }
+  return {};
+}
+
+/// Runs one rank's plan. Not reusable: construct, `run()`, destroy.
+template <concepts::transport T, class E, class Op>
+class rank_executor {
+ public:
+  rank_executor(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& o, std::uint32_t call)
+      : comm_(comm), sched_(s), data_(data), op_(op), opt_(o), call_(call), me_(comm.rank()),
+        seg_(std::max<std::size_t>(1, o.segment_bytes / sizeof(E))) {
+    const auto& plan = s.ranks.at(static_cast<std::size_t>(me_));
+    chans_.resize(plan.channels.size());
+    for (std::size_t c = 0; c < chans_.size(); ++c) {
+      chans_[c].ch = &plan.channels[c];
+      chans_[c].send_ord.assign(static_cast<std::size_t>(s.world_size), 0);
+      chans_[c].recv_ord.assign(static_cast<std::size_t>(s.world_size), 0);
+    }
+  }
+  rank_executor(const rank_executor&) = delete;
+  rank_executor& operator=(const rank_executor&) = delete;
+
+  ~rank_executor() {
+    for (auto& ch : chans_)
+      for (auto& a : ch.win) {
+        for (auto& r : a.sends) {
+          try { comm_.cancel(r); } catch (...) {}
+        }
+        for (auto& r : a.recvs) {
+          try { comm_.cancel(r); } catch (...) {}
+        }
+      }
+  }
+
+  void run() {
+    const std::size_t window = std::max<std::size_t>(1, opt_.window);
+    auto last_progress = std::chrono::steady_clock::now();
+    while (true) {
+      const auto token = comm_.progress_token();
+      bool progress = false, finished = true;
+      for (std::size_t c = 0; c < chans_.size(); ++c) {
+        progress |= advance(c, window);
+        finished &= chans_[c].finished();
+      }
+      if (finished) return;
+      const auto now = std::chrono::steady_clock::now();
+      if (progress) {
+        last_progress = now;
+        continue;
+      }
+      check_failed_peers();
+      const auto deadline = last_progress + opt_.timeout;
+      if (now >= deadline) throw_timeout();
+      comm_.wait_progress(token, deadline);
+    }
+  }
+
+ private:
+  struct active {
+    std::size_t idx = 0;
+    const step* st = nullptr;
+    message_key key{};
+    std::size_t nseg = 1;
+    std::size_t issued = 0;  // segments posted (send) or consumed (recv)
+    std::size_t done = 0;    // segments completed
+    std::size_t posted = 0;  // receive segments announced to the transport
+    std::deque<typename T::send_request> sends;
+    std::deque<typename T::recv_request> recvs;
+  };
+  struct chan {
+    const channel* ch = nullptr;
+    std::size_t next = 0;
+    std::deque<active> win;
+    std::vector<std::uint32_t> send_ord, recv_ord;
+    [[nodiscard]] bool finished() const { return next == ch->steps.size() && win.empty(); }
+  };
+
+  [[nodiscard]] range segment(const active& a, std::size_t i) const {
+    const range& d = a.st->data;
+    const std::size_t off = i * seg_;
+    return {d.offset + off, std::min(seg_, d.length - std::min(off, d.length))};
+  }
+  [[nodiscard]] range unfinished(const active& a) const {
+    const range& d = a.st->data;
+    const std::size_t off = std::min(a.done * seg_, d.length);
+    return {d.offset + off, d.length - off};
+  }
+  [[nodiscard]] bool blocked(const chan& ch, std::size_t k, const range& r, bool write) const {
+    for (std::size_t j = 0; j < k; ++j) {
+      const active& e = ch.win[j];
+      if (e.done == e.nseg) continue;
+      if ((write || e.st->is_recv()) && unfinished(e).overlaps(r)) return true;
+    }
+    return false;
+  }
+  std::span<const std::byte> bytes(const range& r) const {
+    return std::as_bytes(std::span<const E>(data_.data() + r.offset, r.length));
+  }
+
+  bool advance(std::size_t c, std::size_t window) {
+    chan& ch = chans_[c];
+    bool progress = false;
+    // The window bounds the steps still issuing; fully issued sends that wait for their receiver do not
+    // count, so sends never block (schedule rule 1).
+    std::size_t busy = 0;
+    for (const auto& a : ch.win) busy += a.issued < a.nseg ? 1 : 0;
+    while (busy < window && ch.next < ch.ch->steps.size()) {
+      ++busy;
+      if constexpr (requires { comm_.fault_point(std::size_t{}); }) comm_.fault_point(steps_entered_);
+      ++steps_entered_;
+      const step& st = ch.ch->steps[ch.next];
+      active a;
+      a.idx = ch.next++;
+      a.st = &st;
+      auto& ord = st.is_send() ? ch.send_ord : ch.recv_ord;
+      a.key = message_key{call_, static_cast<std::uint32_t>(c), ord[static_cast<std::size_t>(st.peer)]++};
+      a.nseg = st.data.length == 0 ? 1 : (st.data.length + seg_ - 1) / seg_;
+      ch.win.push_back(std::move(a));
+      progress = true;
+    }
+    for (std::size_t k = 0; k < ch.win.size(); ++k) {
+      active& a = ch.win[k];
+      if (a.st->is_send()) {
+        while (!a.sends.empty() && comm_.test(a.sends.front())) {
+          a.sends.pop_front();
+          ++a.done;
+          progress = true;
+        }
+        while (a.issued < a.nseg) {
+          const range r = segment(a, a.issued);
+          if (blocked(ch, k, r, false)) break;
+          a.sends.push_back(comm_.isend(a.st->peer, a.key, bytes(r)));
+          ++a.issued;
+          progress = true;
+        }
+        while (!a.sends.empty() && comm_.test(a.sends.front())) {
+          a.sends.pop_front();
+          ++a.done;
+        }
+      } else {
+        const std::size_t depth = std::max<std::size_t>(1, opt_.recv_depth);
+        while (a.posted < a.nseg && a.posted - a.issued < depth) {
+          a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, segment(a, a.posted).length * sizeof(E)));
+          ++a.posted;
+        }
+        while (a.issued < a.nseg) {
+          const range r = segment(a, a.issued);
+          if (blocked(ch, k, r, true)) break;
+          const bool reduce = a.st->kind == step_kind::recv_reduce;
+          E* dst = data_.data() + r.offset;
+          const bool got = comm_.try_consume(a.recvs.front(), [&](std::span<const std::byte> b) {
+            if (r.length == 0) return;
+            if (reduce)
+              ops::reduce_into(dst, reinterpret_cast<const E*>(b.data()), r.length, op_);
+            else
+              std::memcpy(dst, b.data(), r.length * sizeof(E));
+          });
+          if (!got) break;
+          a.recvs.pop_front();
+          ++a.issued;
+          ++a.done;
+          progress = true;
+          if (a.posted < a.nseg) {
+            a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, segment(a, a.posted).length * sizeof(E)));
+            ++a.posted;
+          }
+        }
+      }
+    }
+    while (!ch.win.empty() && ch.win.front().done == ch.win.front().nseg) ch.win.pop_front();
+    return progress;
+  }
+
+  [[nodiscard]] std::string where(std::size_t c, const active& a) const {
+    std::ostringstream os;
+    os << "channel " << c << " step " << a.idx << " (" << *a.st << ", segment " << a.done << " of " << a.nseg
+       << ") in " << sched_.policy << ' ' << to_string(sched_.kind) << " call " << call_ << " of " << sched_.count
+       << ' ' << to_string(dtype_of<E>) << " elements";
+    return os.str();
+  }
+
+  void check_failed_peers() const {
+    for (std::size_t c = 0; c < chans_.size(); ++c)
+      for (const auto& a : chans_[c].win)
+        if (a.done < a.nseg && comm_.peer_failed(a.st->peer))
+          throw peer_failure("dssync: rank " + std::to_string(me_) + ": peer rank " + std::to_string(a.st->peer) +
+                                 " failed" + failure_reason(comm_, a.st->peer) + " while rank " + std::to_string(me_) +
+                                 " waits for it at " + where(c, a),
+                             me_, a.st->peer);
+  }
+
+  [[noreturn]] void throw_timeout() const {
+    for (std::size_t c = 0; c < chans_.size(); ++c)
+      for (const auto& a : chans_[c].win)
+        if (a.done < a.nseg)
+          throw timeout_error("dssync: rank " + std::to_string(me_) + " timed out after " +
+                                  seconds_string(opt_.timeout) + " without progress, waiting for rank " +
+                                  std::to_string(a.st->peer) + (a.st->is_send() ? " to consume its send" : " to send") +
+                                  " at " + where(c, a),
+                              me_, a.st->peer);
+    throw timeout_error("dssync: rank " + std::to_string(me_) + " timed out", me_, -1);
+  }
+
+  T& comm_;
+  const schedule& sched_;
+  std::span<E> data_;
+  const Op& op_;
+  const options& opt_;
+  std::uint32_t call_;
+  int me_;
+  std::size_t seg_;
+  std::size_t steps_entered_ = 0;
+  std::vector<chan> chans_;
+};
+
+}  // namespace detail
+
+/// Runs rank `comm.rank()`'s part of `s` on `data` (which holds `s.count` elements), reducing with `op`.
+/// It does not apply the op's `finalize`; `synchronize` does.
+/// \throws timeout_error, peer_failure, malformed_payload, invalid_argument (data size or world size
+/// differs from the schedule's).
+template <concepts::transport T, element E, class Op>
+void execute(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& opt, std::uint32_t call) {
+  if (s.world_size != comm.size())
+    throw invalid_argument("dssync::execute: rank " + std::to_string(comm.rank()) + ": schedule " + s.policy +
+                               " is for " + std::to_string(s.world_size) + " ranks but the communicator has " +
+                               std::to_string(comm.size()),
+                           comm.rank());
+  if (data.size() != s.count)
+    throw invalid_argument("dssync::execute: rank " + std::to_string(comm.rank()) + ": buffer has " +
+                               std::to_string(data.size()) + " elements but schedule " + s.policy + " is for " +
+                               std::to_string(s.count),
+                           comm.rank());
+  detail::rank_executor<T, E, Op> ex(comm, s, data, op, opt, call);
+  ex.run();
+}
+
+}  // namespace dssync
