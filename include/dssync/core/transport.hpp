@@ -23,6 +23,8 @@ struct message_key {
 
 /// The channel number reserved for the agreement exchange that precedes every collective.
 inline constexpr std::uint32_t agreement_channel = 0xFFFFu;
+/// The channel number reserved for the failure census that follows a timeout (see executor.hpp).
+inline constexpr std::uint32_t census_channel = 0xFFFEu;
 
 /// Deadlines are on the steady clock.
 using deadline_t = std::chrono::steady_clock::time_point;
@@ -48,8 +50,13 @@ using deadline_t = std::chrono::steady_clock::time_point;
 ///  9. `t.peer_failed(p)` returns `true` if `p` is known to have failed; then waits on `p` raise
 ///     `peer_failure` at once instead of at the deadline.
 ///
-/// Optional: `t.fault_point(n)` is called before each step `n` (counted per call over all channels of
-/// the rank) so a test harness can stop a rank there.
+/// Optional:
+///  - `t.fault_point(n)` is called before each step `n` (counted per call over all channels of the rank)
+///    so a test harness can stop a rank there.
+///  - `t.post_recv_into(p, k, std::span<std::byte> dst)` receives straight into `dst` (no staging copy);
+///    the executor uses it when `dst` is free for the whole transfer.
+///  - `T::census` (`static constexpr bool`): on a timeout, stalled ranks exchange a census so the error
+///    can name the ranks that did not answer. For transports that cannot see failures (MPI without ULFM).
 ///
 /// A minimal model is `dssync::transport::inproc::communicator`.
 namespace concepts {

@@ -16,7 +16,13 @@ inline void reduce_into(T* __restrict dst, const T* __restrict src, std::size_t 
   if constexpr (requires { op.reduce(dst, src, n); }) {
     op.reduce(dst, src, n);
   } else {
-    for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(op(dst[i], src[i]));
+    // Blocks of a fixed trip count let g++ vectorize at -O2 too (its -O2 cost model only takes loops
+    // whose trip count is known); the tail runs scalar.
+    constexpr std::size_t block = 64 / sizeof(T) >= 4 ? 64 / sizeof(T) : 4;
+    std::size_t i = 0;
+    for (; i + block <= n; i += block)
+      for (std::size_t j = 0; j < block; ++j) dst[i + j] = static_cast<T>(op(dst[i + j], src[i + j]));
+    for (; i < n; ++i) dst[i] = static_cast<T>(op(dst[i], src[i]));
   }
 }
 

@@ -146,12 +146,14 @@ void agree(T& comm, const signature& mine, const options& opt, std::uint32_t cal
                                detail::failure_reason(comm, p) + " before the agreement exchange of call " +
                                std::to_string(call) + " completed",
                            me, p);
-    if (now >= last + opt.timeout)
+    if (now >= last + opt.timeout) {
+      auto [clause, blame] = detail::census_clause(comm, call, opt.timeout, waiting_for());
       throw timeout_error("dssync: rank " + std::to_string(me) + " timed out after " +
                               detail::seconds_string(opt.timeout) + " in the agreement exchange of call " +
                               std::to_string(call) + ", waiting for rank " + std::to_string(waiting_for()) +
-                              " (did it call the same collective?)",
-                          me, waiting_for());
+                              " (did it call the same collective?)" + clause,
+                          me, blame);
+    }
     comm.wait_progress(token, last + opt.timeout);
   }
   for (int p = 0; p < n; ++p) {

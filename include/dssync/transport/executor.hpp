@@ -55,6 +55,67 @@ std::string failure_reason(const T& comm, int peer) {
   return {};
 }
 
+/// The failure census. After a timeout, a transport that cannot see failures (`T::census`) asks every
+/// peer "are you there?" and waits up to `grace` for answers. Ranks that are stalled too answer at once
+/// (they run the same census); the ones that do not answer are dead, hung or not in this collective.
+/// Returns them, sorted. The beacon is static, so a send the dead rank never takes dangles nowhere.
+template <concepts::transport T>
+std::vector<int> census(T& comm, std::uint32_t call, std::chrono::milliseconds grace) {
+  static const std::uint32_t beacon = 0xD55Cu;
+  const int n = comm.size(), me = comm.rank();
+  const message_key key{call, census_channel, 0};
+  std::vector<typename T::send_request> sends;
+  std::vector<typename T::recv_request> recvs;
+  std::vector<int> peers;
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    sends.push_back(comm.isend(p, key, std::as_bytes(std::span<const std::uint32_t>(&beacon, 1))));
+    recvs.push_back(comm.post_recv(p, key, sizeof beacon));
+    peers.push_back(p);
+  }
+  std::vector<bool> answered(peers.size(), false);
+  std::size_t missing = peers.size();
+  const auto until = std::chrono::steady_clock::now() + grace;
+  while (missing > 0 && std::chrono::steady_clock::now() < until) {
+    const auto token = comm.progress_token();
+    bool progress = false;
+    for (std::size_t i = 0; i < peers.size(); ++i)
+      if (!answered[i] && comm.try_consume(recvs[i], [](std::span<const std::byte>) {})) {
+        answered[i] = true;
+        --missing;
+        progress = true;
+      }
+    if (!progress) comm.wait_progress(token, until);
+  }
+  std::vector<int> silent;
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    if (!answered[i]) {
+      silent.push_back(peers[i]);
+      comm.cancel(recvs[i]);
+    }
+    if (!comm.test(sends[i])) comm.cancel(sends[i]);
+  }
+  return silent;
+}
+
+/// The census clause of a timeout message, and the peer to blame (`fallback` if all answered).
+template <concepts::transport T>
+std::pair<std::string, int> census_clause(T& comm, std::uint32_t call, std::chrono::milliseconds timeout, int fallback) {
+  if constexpr (requires { T::census; }) {
+    if constexpr (T::census) {
+      const auto grace = std::clamp(timeout / 2, std::chrono::milliseconds(100), std::chrono::milliseconds(10'000));
+      const auto silent = census(comm, call, grace);
+      if (silent.empty()) return {"; failure census: every rank answered (a peer is slow or stuck elsewhere)", fallback};
+      std::string s = "; failure census: rank";
+      s += silent.size() > 1 ? "s " : " ";
+      for (std::size_t i = 0; i < silent.size(); ++i) s += (i ? ", " : "") + std::to_string(silent[i]);
+      s += " did not answer within " + seconds_string(grace) + " (dead, hung, or not in this collective)";
+      return {s, silent.front()};
+    }
+  }
+  return {{}, fallback};
+}
+
 /// Runs one rank's plan. Not reusable: construct, `run()`, destroy.
 template <concepts::transport T, class E, class Op>
 class rank_executor {
@@ -192,10 +253,7 @@ class rank_executor {
         }
       } else {
         const std::size_t depth = std::max<std::size_t>(1, opt_.recv_depth);
-        while (a.posted < a.nseg && a.posted - a.issued < depth) {
-          a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, segment(a, a.posted).length * sizeof(E)));
-          ++a.posted;
-        }
+        while (a.posted < a.nseg && a.posted - a.issued < depth) post_segment(ch, k, a);
         while (a.issued < a.nseg) {
           const range r = segment(a, a.issued);
           if (blocked(ch, k, r, true)) break;
@@ -205,7 +263,7 @@ class rank_executor {
             if (r.length == 0) return;
             if (reduce)
               ops::reduce_into(dst, reinterpret_cast<const E*>(b.data()), r.length, op_);
-            else
+            else if (b.data() != reinterpret_cast<const std::byte*>(dst))  // not received in place
               std::memcpy(dst, b.data(), r.length * sizeof(E));
           });
           if (!got) break;
@@ -213,15 +271,28 @@ class rank_executor {
           ++a.issued;
           ++a.done;
           progress = true;
-          if (a.posted < a.nseg) {
-            a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, segment(a, a.posted).length * sizeof(E)));
-            ++a.posted;
-          }
+          if (a.posted < a.nseg) post_segment(ch, k, a);
         }
       }
     }
     while (!ch.win.empty() && ch.win.front().done == ch.win.front().nseg) ch.win.pop_front();
     return progress;
+  }
+
+  // Announces the next receive segment of step `a` (window position `k`). A copy whose destination no
+  // earlier step still uses is received in place when the transport can.
+  void post_segment(const chan& ch, std::size_t k, active& a) {
+    const range r = segment(a, a.posted);
+    if constexpr (requires { comm_.post_recv_into(0, message_key{}, std::span<std::byte>{}); }) {
+      if (a.st->kind == step_kind::recv_copy && !blocked(ch, k, r, true)) {
+        a.recvs.push_back(comm_.post_recv_into(
+            a.st->peer, a.key, std::as_writable_bytes(std::span<E>(data_.data() + r.offset, r.length))));
+        ++a.posted;
+        return;
+      }
+    }
+    a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, r.length * sizeof(E)));
+    ++a.posted;
   }
 
   [[nodiscard]] std::string where(std::size_t c, const active& a) const {
@@ -245,12 +316,14 @@ class rank_executor {
   [[noreturn]] void throw_timeout() const {
     for (std::size_t c = 0; c < chans_.size(); ++c)
       for (const auto& a : chans_[c].win)
-        if (a.done < a.nseg)
-          throw timeout_error("dssync: rank " + std::to_string(me_) + " timed out after " +
-                                  seconds_string(opt_.timeout) + " without progress, waiting for rank " +
-                                  std::to_string(a.st->peer) + (a.st->is_send() ? " to consume its send" : " to send") +
-                                  " at " + where(c, a),
-                              me_, a.st->peer);
+        if (a.done < a.nseg) {
+          std::string msg = "dssync: rank " + std::to_string(me_) + " timed out after " +
+                            seconds_string(opt_.timeout) + " without progress, waiting for rank " +
+                            std::to_string(a.st->peer) + (a.st->is_send() ? " to consume its send" : " to send") +
+                            " at " + where(c, a);
+          auto [clause, blame] = census_clause(comm_, call_, opt_.timeout, a.st->peer);
+          throw timeout_error(msg + clause, me_, blame);
+        }
     throw timeout_error("dssync: rank " + std::to_string(me_) + " timed out", me_, -1);
   }
 
