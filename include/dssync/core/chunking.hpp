@@ -39,7 +39,10 @@ struct range {
 }
 
 /// All parts of `count` elements split into `parts` (see `chunk`).
+/// \throws invalid_argument if `parts == 0`.
 [[nodiscard]] inline std::vector<range> partition(std::size_t count, std::size_t parts) {
+  if (parts == 0)
+    throw invalid_argument("dssync::partition: cannot split " + std::to_string(count) + " elements into 0 parts");
   std::vector<range> out;
   out.reserve(parts);
   for (std::size_t i = 0; i < parts; ++i) out.push_back(chunk(count, parts, i));

@@ -37,10 +37,14 @@ inline std::size_t parse_size(std::string_view name, std::string_view v) {
   }
   std::size_t x = 0;
   if (v.empty()) throw invalid_argument(std::string(name) + ": empty value");
+  constexpr std::size_t max = static_cast<std::size_t>(-1);
   for (char c : v) {
     if (c < '0' || c > '9') throw invalid_argument(std::string(name) + ": \"" + std::string(v) + "\" is not a size");
-    x = x * 10 + static_cast<std::size_t>(c - '0');
+    const auto d = static_cast<std::size_t>(c - '0');
+    if (x > (max - d) / 10) throw invalid_argument(std::string(name) + ": \"" + std::string(v) + "\" is too large");
+    x = x * 10 + d;
   }
+  if (x > max / mult) throw invalid_argument(std::string(name) + ": \"" + std::string(v) + "\" is too large");
   return x * mult;
 }
 

@@ -35,7 +35,11 @@ inline void add_cable(network& g, network::vertex_descriptor a, network::vertex_
 
 /// Adds `n` worker vertices with ranks 0..n-1 (vertex i is rank i).
 inline void add_workers(network& g, int n) {
-  for (int r = 0; r < n; ++r) boost::add_vertex(node{node_kind::worker, r, "w" + std::to_string(r)}, g);
+  for (int r = 0; r < n; ++r) {
+    std::string label = std::to_string(r);
+    label.insert(label.begin(), 'w');
+    boost::add_vertex(node{node_kind::worker, r, std::move(label)}, g);
+  }
 }
 
 }  // namespace dssync::topology

@@ -139,13 +139,13 @@ void agree(T& comm, const signature& mine, const options& opt, std::uint32_t cal
         throw peer_failure("dssync: rank " + std::to_string(me) + ": peer rank " + std::to_string(p) + " failed" +
                                detail::failure_reason(comm, p) + " before the agreement exchange of call " +
                                std::to_string(call) + " completed",
-                           me, p);
+                           me, detail::failure_root(comm, p));
     for (int p : send_peer)
       if (comm.peer_failed(p))
         throw peer_failure("dssync: rank " + std::to_string(me) + ": peer rank " + std::to_string(p) + " failed" +
                                detail::failure_reason(comm, p) + " before the agreement exchange of call " +
                                std::to_string(call) + " completed",
-                           me, p);
+                           me, detail::failure_root(comm, p));
     if (now >= last + opt.timeout) {
       auto [clause, blame] = detail::census_clause(comm, call, opt.timeout, waiting_for());
       throw timeout_error("dssync: rank " + std::to_string(me) + " timed out after " +

@@ -46,6 +46,16 @@ inline std::string seconds_string(std::chrono::milliseconds ms) {
   return os.str();
 }
 
+/// The rank to blame for `peer`'s failure: where a cascade of failures started, if the transport knows.
+template <class T>
+int failure_root(const T& comm, int peer) {
+  if constexpr (requires { comm.peer_failure_root(peer); }) {
+    const int r = comm.peer_failure_root(peer);
+    if (r >= 0) return r;
+  }
+  return peer;
+}
+
 template <class T>
 std::string failure_reason(const T& comm, int peer) {
   if constexpr (requires { comm.peer_failure_reason(peer); }) {
@@ -310,7 +320,7 @@ class rank_executor {
           throw peer_failure("dssync: rank " + std::to_string(me_) + ": peer rank " + std::to_string(a.st->peer) +
                                  " failed" + failure_reason(comm_, a.st->peer) + " while rank " + std::to_string(me_) +
                                  " waits for it at " + where(c, a),
-                             me_, a.st->peer);
+                             me_, failure_root(comm_, a.st->peer));
   }
 
   [[noreturn]] void throw_timeout() const {

@@ -68,6 +68,7 @@ struct rank_state {
   std::atomic<bool> failed{false};
   std::atomic<std::size_t> fail_at_step{std::numeric_limits<std::size_t>::max()};
   std::string failure;  // written before `failed` is set
+  int root = -1;        // the rank whose failure caused this one (itself if it failed first)
 };
 
 }  // namespace detail
@@ -108,6 +109,8 @@ class communicator {
   [[nodiscard]] bool peer_failed(int peer) const noexcept;
   /// Why `peer` failed, for error messages.
   [[nodiscard]] std::string peer_failure_reason(int peer) const;
+  /// The rank where `peer`'s failure started (-1 if `peer` has not failed).
+  [[nodiscard]] int peer_failure_root(int peer) const;
   /// Fault injection hook: throws `injected_fault` (and marks this rank failed) at the configured step.
   void fault_point(std::size_t step);
 
@@ -158,6 +161,13 @@ class world {
         try {
           f(comms_[static_cast<std::size_t>(r)]);
           mark_failed(r, "its worker function returned");
+        } catch (const peer_failure& e) {
+          // A cascade: name the rank where the failure started, so ranks further down the line do too.
+          errors[static_cast<std::size_t>(r)] = std::current_exception();
+          const int root = e.peer() >= 0 && e.peer() < n_ ? failure_root(e.peer()) : -1;
+          mark_failed(r, "its worker function threw after losing rank " + std::to_string(root), root);
+        } catch (const injected_fault&) {
+          errors[static_cast<std::size_t>(r)] = std::current_exception();
         } catch (...) {
           errors[static_cast<std::size_t>(r)] = std::current_exception();
           mark_failed(r, "its worker function threw");
@@ -181,14 +191,16 @@ class world {
     states_[static_cast<std::size_t>(r)]->fail_at_step.store(step);
   }
 
-  /// Marks rank `r` failed now, with `why` in the peers' error messages.
-  void mark_failed(int r, const std::string& why) {
+  /// Marks rank `r` failed now, with `why` in the peers' error messages. `root` is the rank whose failure
+  /// caused this one (default: `r` itself).
+  void mark_failed(int r, const std::string& why, int root = -1) {
     check_rank(r);
     auto& s = *states_[static_cast<std::size_t>(r)];
     {
       std::lock_guard g(s.wake_mtx);
       if (!s.failed.load()) {
         s.failure = why;
+        s.root = root >= 0 && root < n_ ? root : r;
         s.failed.store(true, std::memory_order_release);
       }
     }
@@ -206,14 +218,24 @@ class world {
     return s.failure;
   }
 
-  /// Clears all failure marks, pending messages and call counters. `run_collect` calls it first, so a
-  /// world can run many jobs. Do not call it while ranks are running.
+  /// The rank where the failure of `r` started: `r` itself if it failed first, -1 if it has not failed.
+  [[nodiscard]] int failure_root(int r) const {
+    const auto& s = state(r);
+    if (!s.failed.load(std::memory_order_acquire)) return -1;
+    std::lock_guard g(s.wake_mtx);
+    return s.root;
+  }
+
+  /// Clears all failure marks, pending messages and call counters (not the faults injected for the next
+  /// run). `run_collect` calls it first, so a world can run many jobs. Do not call it while ranks run.
   void reset() {
     for (auto& s : states_) {
       std::lock_guard g(s->box_mtx);
       s->box.clear();
+      std::lock_guard w(s->wake_mtx);
       s->failed.store(false);
-      s->fail_at_step.store(std::numeric_limits<std::size_t>::max());
+      s->failure.clear();
+      s->root = -1;
     }
     for (auto& c : comms_) c.calls_ = 0;
   }
@@ -325,7 +347,17 @@ inline void communicator::wait_progress(token t, deadline_t deadline) const {
 
 inline bool communicator::peer_failed(int peer) const noexcept { return world_->failed(peer); }
 
-inline std::string communicator::peer_failure_reason(int peer) const { return world_->failure_reason(peer); }
+inline std::string communicator::peer_failure_reason(int peer) const {
+  std::string why = world_->failure_reason(peer);
+  const int root = world_->failure_root(peer);
+  if (root >= 0 && root != peer) {
+    const std::string first = world_->failure_reason(root);
+    why += "; the failure started at rank " + std::to_string(root) + (first.empty() ? "" : ", which " + first);
+  }
+  return why;
+}
+
+inline int communicator::peer_failure_root(int peer) const { return world_->failure_root(peer); }
 
 inline void communicator::fault_point(std::size_t step) {
   auto& s = world_->state(rank_);
