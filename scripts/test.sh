@@ -124,6 +124,7 @@ stage_tsan() {
     -DDSSYNC_INSTALL=OFF -DDSSYNC_TEST_DISCOVERY=OFF
   cmake --build "$B_TSAN" --parallel "$JOBS" --target dssync_tests
   export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+  export DSSYNC_TEST_SCALE="${DSSYNC_TEST_SCALE:-0.1}"
   local exe="$B_TSAN/tests/dssync_tests"
   local filter='-ts=*inproc*,*transport*,*synchronize*,*executor*'
   local count
@@ -184,5 +185,5 @@ banner "summary ($((SECONDS - OVERALL_START))s)"
 for i in "${!STAGE_NAMES[@]}"; do
   printf '  %-48s %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}"
 done
-echo "$PASSED passed, $FAILED failed ($SKIPPED skipped)"
+echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [[ $FAILED -eq 0 ]]
