@@ -65,7 +65,7 @@ struct options {
   /// Pipeline segment size in bytes; large chunks are sent and reduced in segments of this size.
   std::size_t segment_bytes = std::size_t{1} << 20;
   /// Steps per channel the executor keeps in flight (pipelining across dependent steps).
-  std::size_t window = 4;
+  std::size_t window = 16;
   /// Receive segments a transport with staging buffers may pre-post per step.
   std::size_t recv_depth = 2;
   /// Exchange (count, type, op, policy) before the first byte moves, and raise `mismatch_error` on disagreement.

@@ -161,6 +161,8 @@ inline std::ostream& operator<<(std::ostream& os, const step& s) {
 inline void print(std::ostream& os, const schedule& s, int rank = -1) {
   os << "schedule " << s.policy << ": " << to_string(s.kind) << ", " << s.world_size << " ranks, " << s.count
      << " elements, " << s.channel_count() << " channel(s), " << s.step_count() << " steps";
+  if (rank >= 0 && rank < s.world_size)
+    os << " (rank " << rank << ": " << s.ranks[static_cast<std::size_t>(rank)].step_count() << ")";
   if (s.kind == semantics::reduce || s.kind == semantics::broadcast) os << ", root " << s.root;
   if (s.kind == semantics::group_allreduce) {
     os << ", groups";

@@ -26,6 +26,19 @@ inline void reduce_into(T* __restrict dst, const T* __restrict src, std::size_t 
   }
 }
 
+/// `dst[i] = op(...op(op(dst[i], srcs[0][i]), srcs[1][i])..., srcs[m-1][i])`: several sources in one
+/// pass over `dst`. Works in tiles that stay in L1 while every source is added, so `dst` is read and
+/// written once from memory instead of once per source. The order of operations per element is the
+/// same as `m` successive `reduce_into` calls, so results are bitwise identical to them.
+template <class T, class Op>
+inline void reduce_into_many(T* __restrict dst, std::span<const T* const> srcs, std::size_t n, const Op& op) {
+  constexpr std::size_t tile = 4096 / sizeof(T);
+  for (std::size_t i = 0; i < n; i += tile) {
+    const std::size_t len = n - i < tile ? n - i : tile;
+    for (const T* s : srcs) reduce_into(dst + i, s + i, len, op);
+  }
+}
+
 /// Span form of `reduce_into`. The spans must have equal sizes.
 template <class T, class Op>
 inline void reduce_into(std::span<T> dst, std::span<const T> src, const Op& op) {

@@ -269,6 +269,18 @@ class rank_executor {
           if (blocked(ch, k, r, true)) break;
           const bool reduce = a.st->kind == step_kind::recv_reduce;
           E* dst = data_.data() + r.offset;
+          if constexpr (requires(std::span<typename T::recv_request* const> q) {
+                          comm_.consume_run(q, [](std::span<const std::span<const std::byte>>) {});
+                        }) {
+            if (reduce) {
+              // Consecutive receive-reduces of the same segment from different peers (a direct
+              // reduce-scatter) run as one pass over the destination.
+              const std::size_t m = consume_gang(ch, k, r, dst);
+              if (m == 0) break;
+              progress = true;
+              continue;
+            }
+          }
           const bool got = comm_.try_consume(a.recvs.front(), [&](std::span<const std::byte> b) {
             if (r.length == 0) return;
             if (reduce)
@@ -287,6 +299,38 @@ class rank_executor {
     }
     while (!ch.win.empty() && ch.win.front().done == ch.win.front().nseg) ch.win.pop_front();
     return progress;
+  }
+
+  // Consumes segment `r` of window step `k` together with the run of following steps that reduce the
+  // same range from other peers and have their message for the same segment. Returns how many steps
+  // advanced. The reduction order is step order, so the result is bitwise that of one step at a time.
+  template <class Comm = T>
+  std::size_t consume_gang(chan& ch, std::size_t k, const range& r, E* dst) {
+    const active& a = ch.win[k];
+    gang_reqs_.clear();
+    gang_steps_.clear();
+    for (std::size_t j = k; j < ch.win.size(); ++j) {
+      active& b = ch.win[j];
+      if (b.st->kind != step_kind::recv_reduce || !(b.st->data == a.st->data) || b.issued != a.issued ||
+          b.recvs.empty())
+        break;
+      gang_reqs_.push_back(&b.recvs.front());
+      gang_steps_.push_back(j);
+    }
+    const std::size_t m = comm_.consume_run(
+        std::span<typename T::recv_request* const>(gang_reqs_), [&](std::span<const std::span<const std::byte>> srcs) {
+          gang_srcs_.clear();
+          for (const auto& b : srcs) gang_srcs_.push_back(reinterpret_cast<const E*>(b.data()));
+          ops::reduce_into_many(dst, std::span<const E* const>(gang_srcs_), r.length, op_);
+        });
+    for (std::size_t i = 0; i < m; ++i) {
+      active& b = ch.win[gang_steps_[i]];
+      b.recvs.pop_front();
+      ++b.issued;
+      ++b.done;
+      if (b.posted < b.nseg) post_segment(ch, gang_steps_[i], b);
+    }
+    return m;
   }
 
   // Announces the next receive segment of step `a` (window position `k`). A copy whose destination no
@@ -347,6 +391,9 @@ class rank_executor {
   std::size_t seg_;
   std::size_t steps_entered_ = 0;
   std::vector<chan> chans_;
+  std::vector<typename T::recv_request*> gang_reqs_;
+  std::vector<std::size_t> gang_steps_;
+  std::vector<const E*> gang_srcs_;
 };
 
 }  // namespace detail
