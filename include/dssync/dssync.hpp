@@ -18,9 +18,17 @@
 
 #include "dssync/ops/ops.hpp"
 
+#include "dssync/topology/bcube.hpp"
+#include "dssync/topology/dgx1.hpp"
+#include "dssync/topology/fat_tree.hpp"
 #include "dssync/topology/full_mesh.hpp"
+#include "dssync/topology/graph.hpp"
 #include "dssync/topology/network.hpp"
+#include "dssync/topology/racks.hpp"
 #include "dssync/topology/ring.hpp"
+#include "dssync/topology/spec.hpp"
+#include "dssync/topology/star.hpp"
+// dssync/topology/graphviz.hpp (read_dot) is not included: it links Boost.Graph's library (Boost::graph).
 
 #include "dssync/algorithms/direct.hpp"
 #include "dssync/algorithms/registry.hpp"

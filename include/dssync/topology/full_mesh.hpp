@@ -2,7 +2,10 @@
 /// \file
 /// `topology::full_mesh`: N workers, every pair cabled directly (shared memory, NVSwitch).
 
+#include <cstddef>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dssync/core/error.hpp"
 #include "dssync/core/topology.hpp"
@@ -18,7 +21,20 @@ class full_mesh {
     if (n < 1) throw invalid_argument("topology::full_mesh: worker count " + std::to_string(n) + " must be at least 1");
   }
   [[nodiscard]] int workers() const noexcept { return n_; }
-  [[nodiscard]] std::string name() const { return "full_mesh(" + std::to_string(n_) + ")"; }
+  /// "full_mesh(n)", or "full_mesh(n,link=25Gb/s@5us)" when the link is not the default one.
+  [[nodiscard]] std::string name() const {
+    std::string s = "full_mesh(" + std::to_string(n_);
+    if (!(link_ == link{})) s += ",link=" + detail::link_text(link_);
+    return s + ")";
+  }
+  /// The link of every cable.
+  [[nodiscard]] const link& cable() const noexcept { return link_; }
+  /// The rack structure: one group of all ranks (no switch tiers).
+  [[nodiscard]] std::vector<std::vector<int>> racks() const {
+    std::vector<int> all(static_cast<std::size_t>(n_));
+    for (int r = 0; r < n_; ++r) all[static_cast<std::size_t>(r)] = r;
+    return {std::move(all)};
+  }
   /// \throws invalid_argument unless `world == workers()`.
   void validate(int world) const {
     if (world != n_)
