@@ -145,7 +145,7 @@ void synchronize(Transport& comm, const Topology& topo, Policy& policy, Range&& 
   detail::check_op<Op, E>();
   detail::validate_topology(topo, comm);
   std::span<E> view(std::ranges::data(data), std::ranges::size(data));
-  const auto plan = detail::plan_for(policy, topo, plan_request{view.size(), 0}, opt, comm.rank());
+  const auto plan = detail::plan_for(policy, topo, plan_request{view.size(), opt.iteration}, opt, comm.rank());
   detail::run(comm, *plan, view, op, opt);
 }
 
@@ -165,7 +165,7 @@ void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options
   const topology::full_mesh topo(comm.size());
   std::span<E> view(std::ranges::data(data), std::ranges::size(data));
   algorithms::visit_policy(algorithms::policy_from_env(default_policy), [&](auto policy) {
-    const auto plan = detail::plan_for(policy, topo, plan_request{view.size(), 0}, opt, comm.rank());
+    const auto plan = detail::plan_for(policy, topo, plan_request{view.size(), opt.iteration}, opt, comm.rank());
     detail::run(comm, *plan, view, op, opt);
   });
 }

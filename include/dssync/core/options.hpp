@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -74,6 +75,8 @@ struct options {
   bool verify = false;
   /// Logging to stderr.
   log_level debug = log_level::off;
+  /// Training iteration, passed to the policy's `plan` (DS-Sync and gossip change groups with it).
+  std::uint64_t iteration = 0;
 
   /// Defaults with DSSYNC_* environment overrides applied (read once per process).
   static const options& from_env() {
