@@ -79,11 +79,16 @@ while(TRUE)
   _xml_attr("${_tag}" testsuite _suite)
   _xml_attr("${_tag}" filename _file)
   _xml_attr("${_tag}" skipped _skipped)
-  if(_name STREQUAL "" OR _name MATCHES "]==]|;|\n")
+  if(_name STREQUAL "" OR _name MATCHES "]==]|\n")
     math(EXPR _skipped_names "${_skipped_names} + 1")
-    message(WARNING "dssyncDoctestAddTests: cannot register test case '${_name}' (contains ';', ']==]' or a newline)")
+    message(WARNING "dssyncDoctestAddTests: cannot register test case '${_name}' (contains ']==]' or a newline)")
     continue()
   endif()
+  # CMake lists cannot hold ';': the ctest name shows it as ',' and the doctest filter matches it
+  # with the one-character wildcard '?'.
+  set(_filter_src "${_name}")
+  string(REPLACE ";" "?" _filter_src "${_filter_src}")
+  string(REPLACE ";" "," _name "${_name}")
   # doctest may list the same name twice (same name in two files): register once;
   # the --test-case filter runs all test cases of that name.
   string(MD5 _id "${_name}")
@@ -109,7 +114,7 @@ while(TRUE)
   endif()
 
   # doctest filters are comma separated; a literal comma is written "\,".
-  string(REPLACE "," "\\," _filter "${_name}")
+  string(REPLACE "," "\\," _filter "${_filter_src}")
   string(APPEND _script
     "add_test([==[${_name}]==] ${TEST_EXECUTOR} [==[${TEST_EXECUTABLE}]==] [==[--test-case=${_filter}]==])\n"
     "set_tests_properties([==[${_name}]==] PROPERTIES ${_props} LABELS [==[${_labels}]==])\n")

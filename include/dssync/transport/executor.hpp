@@ -159,6 +159,7 @@ class rank_executor {
   void run() {
     const std::size_t window = std::max<std::size_t>(1, opt_.window);
     auto last_progress = std::chrono::steady_clock::now();
+    bool rechecked = false;
     while (true) {
       const auto token = comm_.progress_token();
       bool progress = false, finished = true;
@@ -170,9 +171,18 @@ class rank_executor {
       const auto now = std::chrono::steady_clock::now();
       if (progress) {
         last_progress = now;
+        rechecked = false;
         continue;
       }
-      check_failed_peers();
+      if (waits_on_failed_peer()) {
+        // A failed peer's last actions (consuming our sends, sending) happened before it was marked
+        // failed; look once more before blaming it.
+        if (!rechecked) {
+          rechecked = true;
+          continue;
+        }
+        throw_failed_peer();
+      }
       const auto deadline = last_progress + opt_.timeout;
       if (now >= deadline) throw_timeout();
       comm_.wait_progress(token, deadline);
@@ -357,7 +367,14 @@ class rank_executor {
     return os.str();
   }
 
-  void check_failed_peers() const {
+  [[nodiscard]] bool waits_on_failed_peer() const {
+    for (const auto& ch : chans_)
+      for (const auto& a : ch.win)
+        if (a.done < a.nseg && comm_.peer_failed(a.st->peer)) return true;
+    return false;
+  }
+
+  void throw_failed_peer() const {
     for (std::size_t c = 0; c < chans_.size(); ++c)
       for (const auto& a : chans_[c].win)
         if (a.done < a.nseg && comm_.peer_failed(a.st->peer))
