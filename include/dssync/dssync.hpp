@@ -36,6 +36,8 @@
 
 #include "dssync/codecs/identity.hpp"
 
+#include "dssync/sim/simulator.hpp"
+
 #include "dssync/transport/agreement.hpp"
 #include "dssync/transport/executor.hpp"
 #include "dssync/transport/inproc.hpp"

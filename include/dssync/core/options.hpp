@@ -53,7 +53,7 @@ inline log_level parse_level(std::string_view v) {
   if (v == "WARN" || v == "warn" || v == "1") return log_level::warn;
   if (v == "INFO" || v == "info" || v == "2") return log_level::info;
   if (v == "TRACE" || v == "trace" || v == "3") return log_level::trace;
-  if (v.empty() || v == "0" || v == "OFF" || v == "off" || v == "NONE") return log_level::off;
+  if (v.empty() || v == "0" || v == "OFF" || v == "off" || v == "NONE" || v == "none") return log_level::off;
   throw invalid_argument("DSSYNC_DEBUG: unknown level \"" + std::string(v) + "\" (use WARN, INFO or TRACE)");
 }
 

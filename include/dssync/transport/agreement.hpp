@@ -103,6 +103,7 @@ void agree(T& comm, const signature& mine, const options& opt, std::uint32_t cal
     recv_peer.push_back(p);
   }
   auto last = std::chrono::steady_clock::now();
+  bool rechecked = false;
   while (!sends.empty() || !recvs.empty()) {
     const auto token = comm.progress_token();
     bool progress = false;
@@ -131,7 +132,18 @@ void agree(T& comm, const signature& mine, const options& opt, std::uint32_t cal
     const auto now = std::chrono::steady_clock::now();
     if (progress) {
       last = now;
+      rechecked = false;
       continue;
+    }
+    if (!rechecked) {
+      // A failed peer's last actions happened before it was marked failed: look once more first.
+      bool marked = false;
+      for (int p : recv_peer) marked = marked || comm.peer_failed(p);
+      for (int p : send_peer) marked = marked || comm.peer_failed(p);
+      if (marked) {
+        rechecked = true;
+        continue;
+      }
     }
     auto waiting_for = [&] { return recv_peer.empty() ? send_peer.front() : recv_peer.front(); };
     for (int p : recv_peer)

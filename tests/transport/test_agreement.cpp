@@ -1,0 +1,193 @@
+// The agreement exchange: ranks that disagree on count, type, op or policy all raise mismatch_error
+// naming both values and a rank, before any data moves; topologies that do not fit raise invalid_argument.
+
+#include <doctest/doctest.h>
+
+#include "test_support.hpp"
+
+using dssync::topology::full_mesh;
+using dssync_test::contains;
+using dssync_test::describe_errors;
+using dssync_test::has_number;
+using dssync_test::holds;
+using dssync_test::names_rank;
+using dssync_test::what;
+
+namespace {
+
+/// Checks that every rank raised mismatch_error, that each message contains all of `subs` and names
+/// the odd rank, that peer() is the odd rank on the others, and that no rank's data changed.
+void check_mismatch(const std::vector<std::exception_ptr>& errs, int odd, std::initializer_list<std::string> subs) {
+  INFO(describe_errors(errs));
+  for (std::size_t r = 0; r < errs.size(); ++r) {
+    CAPTURE(r);
+    const std::string m = what(errs[r]);
+    REQUIRE_MESSAGE(holds<dssync::mismatch_error>(errs[r]), "rank " << r << ": " << m);
+    for (const auto& s : subs) CHECK_MESSAGE(contains(m, s), "\"" << m << "\" lacks \"" << s << "\"");
+    CHECK_MESSAGE(names_rank(m, odd), m);
+    CHECK_MESSAGE(names_rank(m, static_cast<int>(r)), m);
+    try {
+      std::rethrow_exception(errs[r]);
+    } catch (const dssync::mismatch_error& e) {
+      CHECK(e.rank() == static_cast<int>(r));
+      if (static_cast<int>(r) != odd) CHECK(e.peer() == odd);
+      else CHECK(e.peer() != odd);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("inproc") {
+
+TEST_CASE("agreement: a mismatched element count fails on every rank, naming 999, 1000 and the rank") {
+  for (int n : {2, 4}) {
+    const int odd = n - 2;
+    CAPTURE(n);
+    std::vector<int> untouched(static_cast<std::size_t>(n), 0);
+    auto errs = dssync_test::run_world(n, [&](auto& comm) {
+      std::vector<float> data(comm.rank() == odd ? 999 : 1000, 1.5f);
+      try {
+        dssync::synchronize(comm, data, dssync::ops::sum{}, dssync_test::test_options());
+      } catch (...) {
+        untouched[static_cast<std::size_t>(comm.rank())] =
+            std::all_of(data.begin(), data.end(), [](float x) { return x == 1.5f; });
+        throw;
+      }
+    });
+    check_mismatch(errs, odd, {"999", "1000", "element count"});
+    CHECK(untouched == std::vector<int>(static_cast<std::size_t>(n), 1));  // no byte moved
+  }
+}
+
+TEST_CASE("agreement: a mismatched element type (float vs double) fails naming both types") {
+  const int n = 4, odd = 1;
+  auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    std::vector<float> f(100, 1.0f);
+    std::vector<double> d(100, 1.0);
+    if (comm.rank() == odd)
+      dssync::synchronize(comm, d, dssync::ops::sum{}, dssync_test::test_options());
+    else
+      dssync::synchronize(comm, f, dssync::ops::sum{}, dssync_test::test_options());
+  });
+  check_mismatch(errs, odd, {"element type", "float32", "float64"});
+}
+
+TEST_CASE("agreement: types of equal size still differ (float vs int32)") {
+  auto errs = dssync_test::run_world(3, [&](auto& comm) {
+    std::vector<float> f(10, 1.0f);
+    std::vector<std::int32_t> i(10, 1);
+    if (comm.rank() == 2)
+      dssync::synchronize(comm, i, dssync::ops::sum{}, dssync_test::test_options());
+    else
+      dssync::synchronize(comm, f, dssync::ops::sum{}, dssync_test::test_options());
+  });
+  check_mismatch(errs, 2, {"float32", "int32"});
+}
+
+TEST_CASE("agreement: a mismatched op (sum vs max) fails naming both ops") {
+  const int n = 4, odd = 3;
+  auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    std::vector<std::int64_t> data(64, comm.rank());
+    if (comm.rank() == odd)
+      dssync::synchronize(comm, data, dssync::ops::max{}, dssync_test::test_options());
+    else
+      dssync::synchronize(comm, data, dssync::ops::sum{}, dssync_test::test_options());
+  });
+  check_mismatch(errs, odd, {"reduction op", "sum", "max"});
+}
+
+TEST_CASE("agreement: a mismatched policy (ring vs direct, canonical form) fails naming both policies") {
+  const int n = 4, odd = 0;
+  auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    std::vector<double> data(1000, 2.0);
+    const auto opt = dssync_test::test_options();
+    if (comm.rank() == odd)
+      dssync::synchronize<full_mesh, dssync::algorithms::ring>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
+    else
+      dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
+  });
+  check_mismatch(errs, odd, {"policy", "ring", "direct"});
+}
+
+TEST_CASE("agreement: matching calls pass, and the exchange can be switched off") {
+  for (bool check : {true, false}) {
+    CAPTURE(check);
+    std::vector<std::vector<float>> out(3);
+    auto errs = dssync_test::run_world(3, [&](auto& comm) {
+      std::vector<float> data(10, static_cast<float>(comm.rank()));
+      auto opt = dssync_test::test_options();
+      opt.check_agreement = check;
+      dssync::synchronize(comm, data, dssync::ops::max{}, opt);
+      out[static_cast<std::size_t>(comm.rank())] = data;
+    });
+    REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
+    for (const auto& d : out) CHECK(d == std::vector<float>(10, 2.0f));
+  }
+}
+
+TEST_CASE("a topology that does not fit the world raises invalid_argument naming both sizes on every rank") {
+  const int n = 4;
+  std::vector<int> reached(n, 0);
+  auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    std::vector<float> data(100, 1.0f);
+    try {
+      dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(3), data);
+    } catch (const dssync::invalid_argument&) {
+      // Then the full mesh of 5.
+      try {
+        dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(5), data);
+      } catch (const dssync::invalid_argument& e) {
+        reached[static_cast<std::size_t>(comm.rank())] = has_number(e.what(), 5) && has_number(e.what(), 4);
+      }
+      throw;
+    }
+  });
+  INFO(describe_errors(errs));
+  for (int r = 0; r < n; ++r) {
+    const std::string m = what(errs[static_cast<std::size_t>(r)]);
+    CAPTURE(r);
+    REQUIRE_MESSAGE(holds<dssync::invalid_argument>(errs[static_cast<std::size_t>(r)]), m);
+    CHECK_MESSAGE(has_number(m, 3), m);
+    CHECK_MESSAGE(has_number(m, 4), m);
+    CHECK_MESSAGE(contains(m, "ring(3)"), m);
+    CHECK_MESSAGE(names_rank(m, r), m);
+    CHECK_MESSAGE(reached[static_cast<std::size_t>(r)] == 1, "full_mesh(5) on 4 ranks");
+  }
+}
+
+TEST_CASE("signature comparison names the first difference and both values") {
+  using dssync::signature;
+  using dssync::detail::compare;
+  const auto base = signature::make(1000, 4, dssync::dtype::float32, 4, 1, "sum", "ring");
+  CHECK(compare(base, 0, base, 1).empty());
+  const auto world = signature::make(1000, 5, dssync::dtype::float32, 4, 1, "sum", "ring");
+  const auto count = signature::make(999, 4, dssync::dtype::float32, 4, 1, "sum", "ring");
+  const auto type = signature::make(1000, 4, dssync::dtype::float64, 8, 1, "sum", "ring");
+  const auto other = signature::make(1000, 4, dssync::dtype::other, 12, 1, "sum", "ring");
+  const auto op = signature::make(1000, 4, dssync::dtype::float32, 4, 4, "max", "ring");
+  const auto pol = signature::make(1000, 4, dssync::dtype::float32, 4, 1, "sum", "direct");
+  auto has_all = [](const std::string& m, std::initializer_list<const char*> subs) {
+    for (const char* s : subs)
+      if (!contains(m, s)) return false;
+    return true;
+  };
+  CHECK(has_all(compare(base, 0, world, 3), {"world size", "rank 0 has 4", "rank 3 has 5"}));
+  CHECK(has_all(compare(base, 1, count, 2), {"element count", "1000", "999", "rank 1", "rank 2"}));
+  CHECK(has_all(compare(base, 0, type, 1), {"element type", "float32", "float64"}));
+  CHECK(has_all(compare(base, 0, other, 1), {"other(12 bytes)"}));
+  CHECK(has_all(compare(base, 0, op, 1), {"reduction op", "sum", "max"}));
+  CHECK(has_all(compare(base, 0, pol, 1), {"policy", "ring", "direct"}));
+  // Two user ops of different types and the same readable name still differ (by id).
+  const auto u1 = signature::make(1, 2, dssync::dtype::int32, 4, 0x80000001u, "user", "ring");
+  const auto u2 = signature::make(1, 2, dssync::dtype::int32, 4, 0x80000002u, "user", "ring");
+  CHECK_FALSE(compare(u1, 0, u2, 1).empty());
+  // Long names are truncated, never overflow the fixed fields.
+  const std::string longname(100, 'x');
+  const auto l = signature::make(1, 2, dssync::dtype::int32, 4, 9, longname, longname);
+  CHECK(std::string(l.op_name.data()) == std::string(23, 'x'));
+  CHECK(std::string(l.policy.data()) == std::string(23, 'x'));
+  static_assert(std::is_trivially_copyable_v<signature>);
+}
+
+}  // TEST_SUITE
