@@ -206,6 +206,7 @@ class rank_executor {
     std::size_t next = 0;
     std::deque<active> win;
     std::vector<std::uint32_t> send_ord, recv_ord;
+    std::size_t outstanding = 0;  // receive segments announced and not yet consumed (staging in use)
     [[nodiscard]] bool finished() const { return next == ch->steps.size() && win.empty(); }
   };
 
@@ -273,7 +274,10 @@ class rank_executor {
         }
       } else {
         const std::size_t depth = std::max<std::size_t>(1, opt_.recv_depth);
-        while (a.posted < a.nseg && a.posted - a.issued < depth) post_segment(ch, k, a);
+        // Every unfinished receive keeps one segment announced (so its message can always match); beyond
+        // that, at most 2·depth segments per channel hold staging memory.
+        if (a.posted == a.issued && a.issued < a.nseg) post_segment(ch, k, a);
+        while (a.posted < a.nseg && a.posted - a.issued < depth && ch.outstanding < 2 * depth) post_segment(ch, k, a);
         while (a.issued < a.nseg) {
           const range r = segment(a, a.issued);
           if (blocked(ch, k, r, true)) break;
@@ -299,11 +303,12 @@ class rank_executor {
               std::memcpy(dst, b.data(), r.length * sizeof(E));
           });
           if (!got) break;
+          --ch.outstanding;
           a.recvs.pop_front();
           ++a.issued;
           ++a.done;
           progress = true;
-          if (a.posted < a.nseg) post_segment(ch, k, a);
+          if (a.posted < a.nseg && (a.posted == a.issued || ch.outstanding < 2 * depth)) post_segment(ch, k, a);
         }
       }
     }
@@ -335,17 +340,20 @@ class rank_executor {
         });
     for (std::size_t i = 0; i < m; ++i) {
       active& b = ch.win[gang_steps_[i]];
+      --ch.outstanding;
       b.recvs.pop_front();
       ++b.issued;
       ++b.done;
-      if (b.posted < b.nseg) post_segment(ch, gang_steps_[i], b);
+      if (b.posted < b.nseg && (b.posted == b.issued || ch.outstanding < 2 * std::max<std::size_t>(1, opt_.recv_depth)))
+        post_segment(ch, gang_steps_[i], b);
     }
     return m;
   }
 
   // Announces the next receive segment of step `a` (window position `k`). A copy whose destination no
   // earlier step still uses is received in place when the transport can.
-  void post_segment(const chan& ch, std::size_t k, active& a) {
+  void post_segment(chan& ch, std::size_t k, active& a) {
+    ++ch.outstanding;
     const range r = segment(a, a.posted);
     if constexpr (requires { comm_.post_recv_into(0, message_key{}, std::span<std::byte>{}); }) {
       if (a.st->kind == step_kind::recv_copy && !blocked(ch, k, r, true)) {
