@@ -110,10 +110,13 @@ class mpi {
   /// Stalled ranks run a census after the deadline to name the unresponsive ones (see file comment).
   static constexpr bool census = true;
 
-  /// Wraps a Boost.MPI communicator (kept by value: Boost.MPI communicators are shared handles).
-  explicit mpi(boost::mpi::communicator comm) : comm_(std::move(comm)) { init(); }
-  /// Wraps a raw `MPI_Comm` without taking ownership, for codes that do not use Boost.MPI.
-  explicit mpi(MPI_Comm raw) : comm_(raw, boost::mpi::comm_attach) { init(); }
+  /// Wraps a Boost.MPI communicator. Collective: dssync works on its own duplicate (MPI_Comm_dup), so its
+  /// tags never meet the application's messages, and sets MPI_ERRORS_RETURN on that duplicate so that
+  /// MPI errors become dssync exceptions instead of aborting the job.
+  explicit mpi(const boost::mpi::communicator& comm) : comm_(comm, boost::mpi::comm_duplicate) { init(); }
+  /// Wraps a raw `MPI_Comm` (not taken over: dssync duplicates it), for codes that do not use Boost.MPI.
+  /// Collective, like the other constructor.
+  explicit mpi(MPI_Comm raw) : comm_(raw, boost::mpi::comm_duplicate) { init(); }
   mpi(const mpi&) = delete;
   mpi& operator=(const mpi&) = delete;
   mpi(mpi&&) = delete;
@@ -184,7 +187,22 @@ class mpi {
   bool try_consume(recv_request& r, F&& f) {
     int flag = 0;
     MPI_Status st;
-    detail::check_mpi(MPI_Test(&r.req, &flag, &st), "MPI_Test", rank_);
+    if (const int rc = MPI_Test(&r.req, &flag, &st); rc != MPI_SUCCESS) {
+      int cls = MPI_ERR_OTHER;
+      MPI_Error_class(rc, &cls);
+      if (cls == MPI_ERR_TRUNCATE) {  // the request is complete; the message was longer than announced
+        r.req = MPI_REQUEST_NULL;
+        pool_.release(r.staging);
+        r.staging = {};
+        ++epoch_;
+        throw malformed_payload("dssync mpi: rank " + std::to_string(rank_) + " expected " + std::to_string(r.bytes) +
+                                    " bytes from rank " + std::to_string(r.peer) + " (call " + std::to_string(r.key.call) +
+                                    ", channel " + std::to_string(r.key.channel) + ", message " +
+                                    std::to_string(r.key.ordinal) + ") but the message is longer (MPI_ERR_TRUNCATE)",
+                                rank_);
+      }
+      detail::check_mpi(rc, "MPI_Test", rank_);
+    }
     if (!flag) return false;
     ++epoch_;
     int count = 0;
@@ -252,6 +270,7 @@ class mpi {
 
  private:
   void init() {
+    MPI_Comm_set_errhandler(native(), MPI_ERRORS_RETURN);
     rank_ = comm_.rank();
     size_ = comm_.size();
     int* ub = nullptr;

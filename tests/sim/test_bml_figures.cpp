@@ -1,0 +1,131 @@
+// BML's figures (seed 003, ALGORITHMS.md "BML on BCube(n,k)") reproduced in the simulator, with latency
+// 0 and every link at 8 Gbit/s (1 GB/s), so that T_F = S / (1 GB/s):
+//  - BCube(3,2), 9 servers: aggregation 1 costs 6·T_C, aggregation 2 2·T_C, broadcast 1 2·T_C, broadcast
+//    2 6·T_C, total 16·T_C = 8/9·T_F with T_C = T_F/18;
+//  - Table II: BML 2(N-1)/(k·N)·T_F, for BCube(3,2), (2,3), (4,2) and (3,3); Fat-Tree (ring allreduce
+//    over a fat tree) 2(N-1)/N·T_F, so BML / Fat-Tree = 1/k: on fat_tree(4) (16 hosts) against BCube(4,2)
+//    (16 servers), and on a non-blocking switch (star, a fat tree's ideal) of N servers for every shape;
+//  - BML reaches the allreduce bound with k NICs per server, 2(N-1)/N·S / (k·B).
+// Each within 1 %. The failure figure (BCube(3,2) with [0,0] failed: 18·T_C = 9/8·T_F, T_C = T_F/16)
+// needs the bcube policy's re-plan around failed servers, which is not written yet.
+
+#include <doctest/doctest.h>
+
+#include <dssync/algorithms/bcube.hpp>
+#include <dssync/algorithms/cost_model.hpp>
+#include <dssync/algorithms/ring.hpp>
+#include <dssync/core/verifier.hpp>
+#include <dssync/sim/simulator.hpp>
+#include <dssync/topology/bcube.hpp>
+#include <dssync/topology/fat_tree.hpp>
+#include <dssync/topology/star.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+namespace {
+
+namespace alg = dssync::algorithms;
+namespace topo = dssync::topology;
+
+constexpr double B = 1e9;                     // 8 Gbit/s in bytes/s
+const topo::link link8{B, 0.0};               // every link: 8 Gbit/s, no latency
+constexpr std::size_t count = 16 * 1024 * 1024;  // floats per server: S = 64 MiB
+constexpr double S = 4.0 * count;
+constexpr double T_F = S / B;
+
+dssync::sim::sim_options no_latency(bool timeline = false) {
+  dssync::sim::sim_options o;
+  o.latency = 0.0;
+  o.record_timeline = timeline;
+  return o;
+}
+
+/// BML's simulated time on BCube(n,k) at 8 Gbit/s, latency 0.
+double bml(int n, int k) {
+  const topo::bcube t(n, k, link8);
+  const auto s = alg::bcube{}.plan(t, {count, 0});
+  const auto v = dssync::verify(s);
+  INFO(v.message);
+  REQUIRE(v.ok);
+  return dssync::sim::simulate(s, t, no_latency()).completion_time;
+}
+
+/// Ring allreduce's simulated time on `t` at latency 0.
+template <class Topo>
+double ring_on(const Topo& t) {
+  const auto s = alg::ring{}.plan(t, {count, 0});
+  return dssync::sim::simulate(s, t, no_latency()).completion_time;
+}
+
+}  // namespace
+
+TEST_SUITE("sim") {
+
+TEST_CASE("BML figures: BCube(3,2) takes 6+2+2+6 = 16 T_C = 8/9 T_F, stage by stage") {
+  const topo::bcube t(3, 2, link8);
+  const auto s = alg::bcube{}.plan(t, {count, 0});
+  REQUIRE(dssync::verify(s).ok);
+  const auto res = dssync::sim::simulate(s, t, no_latency(true));
+  const double T_C = T_F / 18;
+  CHECK(res.completion_time == doctest::Approx(16 * T_C).epsilon(0.01));
+  CHECK(res.completion_time == doctest::Approx(8.0 / 9 * T_F).epsilon(0.01));
+  // Each stage is n-1 = 2 sends and 2 receives per channel: steps 4j..4j+3 are stage j (aggregation 1,
+  // aggregation 2, broadcast 1, broadcast 2). A stage ends when its last receive, on any server and
+  // channel, is done.
+  std::vector<double> stage_end(4, 0.0);
+  for (const auto& sl : res.trace.slices) {
+    const std::size_t stage = sl.step / 4;
+    REQUIRE(stage < stage_end.size());
+    stage_end[stage] = std::max(stage_end[stage], sl.end);
+  }
+  CHECK(stage_end[0] == doctest::Approx(6 * T_C).epsilon(0.01));   // aggregation 1: 6 T_C
+  CHECK(stage_end[1] == doctest::Approx(8 * T_C).epsilon(0.01));   // aggregation 2: 2 T_C
+  CHECK(stage_end[2] == doctest::Approx(10 * T_C).epsilon(0.01));  // broadcast 1: 2 T_C
+  CHECK(stage_end[3] == doctest::Approx(16 * T_C).epsilon(0.01));  // broadcast 2: 6 T_C
+  // Every server port carries 2(N-1)/(kN) S = 8/9 S and is busy the whole time.
+  for (const auto& l : res.links) {
+    INFO(l.label);
+    CHECK(l.bytes == doctest::Approx(8.0 / 9 * S).epsilon(0.01));
+    CHECK(l.utilization == doctest::Approx(1.0).epsilon(0.01));
+  }
+}
+
+TEST_CASE("BML figures: Table II, BML = 2(N-1)/(kN) T_F on BCube(3,2), (2,3), (4,2), (3,3)") {
+  struct shape {
+    int n, k;
+  };
+  for (const shape sh : {shape{3, 2}, shape{2, 3}, shape{4, 2}, shape{3, 3}}) {
+    const topo::bcube t(sh.n, sh.k, link8);
+    const int N = t.workers();
+    INFO("BCube(" << sh.n << "," << sh.k << "), N = " << N);
+    const double time = bml(sh.n, sh.k);
+    const double ratio = 2.0 * (N - 1) / (sh.k * N);
+    CHECK(time / T_F == doctest::Approx(ratio).epsilon(0.01));
+    // The cost model's closed form, and the allreduce bound with k NICs of B per server.
+    CHECK(alg::bml_time(N, sh.k, S, alg::worker_link_params(t)) == doctest::Approx(time).epsilon(0.01));
+    CHECK(2.0 * (N - 1) / N * S / (sh.k * B) == doctest::Approx(time).epsilon(0.01));
+    // Table II's Fat-Tree on the same N servers and link speed: ring over a non-blocking switch.
+    const double fat = ring_on(topo::star(N, link8));
+    CHECK(fat / T_F == doctest::Approx(2.0 * (N - 1) / N).epsilon(0.01));
+    CHECK(time / fat == doctest::Approx(1.0 / sh.k).epsilon(0.01));
+    MESSAGE("BCube(" << sh.n << "," << sh.k << "): N = " << N << ", BML = " << time / T_F
+                     << " T_F (2(N-1)/(kN) = " << ratio << "), Fat-Tree = " << fat / T_F
+                     << " T_F, BML/Fat-Tree = " << time / fat);
+  }
+}
+
+TEST_CASE("BML figures: Fat-Tree, ring over fat_tree(4) (16 hosts) = 2(N-1)/N T_F, BML on BCube(4,2) is 1/k of it") {
+  const topo::fat_tree ft(4, link8);
+  REQUIRE(ft.workers() == 16);
+  const double fat = ring_on(ft);
+  CHECK(fat / T_F == doctest::Approx(2.0 * 15 / 16).epsilon(0.01));
+  const double time = bml(4, 2);
+  CHECK(time / T_F == doctest::Approx(2.0 * 15 / (2 * 16)).epsilon(0.01));
+  CHECK(time / fat == doctest::Approx(0.5).epsilon(0.01));
+  MESSAGE("fat_tree(4): ring = " << fat / T_F << " T_F; BCube(4,2): BML = " << time / T_F
+                                 << " T_F; BML/Fat-Tree = " << time / fat);
+}
+
+}  // TEST_SUITE
