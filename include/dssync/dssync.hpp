@@ -26,6 +26,7 @@
 #include "dssync/topology/network.hpp"
 #include "dssync/topology/racks.hpp"
 #include "dssync/topology/ring.hpp"
+#include "dssync/topology/probe.hpp"
 #include "dssync/topology/spec.hpp"
 #include "dssync/topology/star.hpp"
 // dssync/topology/graphviz.hpp (read_dot) is not included: it links Boost.Graph's library (Boost::graph).
@@ -41,5 +42,6 @@
 #include "dssync/transport/agreement.hpp"
 #include "dssync/transport/executor.hpp"
 #include "dssync/transport/inproc.hpp"
+#include "dssync/transport/sim.hpp"
 
 #include "dssync/synchronize.hpp"

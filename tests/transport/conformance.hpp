@@ -9,6 +9,8 @@
 //   H::cancel_retracts         true if cancelling an unconsumed send guarantees it is never delivered
 //   H::detects_failures        true if peer_failed(p) turns true after p fails; a transport without it
 //                              must offer the failure census instead (T::census == true)
+//   H::knows_oversize_length   optional, default true: a message longer than announced raises
+//                              malformed_payload naming its length; false: it must say "longer"
 //   H::world_sizes()           the world sizes to run the contract on (each >= 2)
 //   H::run(n, f)               runs f(comm&) on each of n ranks (concurrently) and returns one
 //                              std::exception_ptr per rank, null where f returned normally; on every
@@ -21,7 +23,7 @@
 //                              process; a no-op where ranks share the test's memory
 // Rank functions never use doctest asserts (they may run on worker threads): they throw
 // dssync_test::check_failed, and the test checks the returned errors on the main thread.
-// What a transport cannot do (H::cancel_retracts, H::detects_failures false) is reported as a doctest
+// What a transport cannot do (H::cancel_retracts, H::detects_failures, H::knows_oversize_length false) is reported as a doctest
 // MESSAGE, never skipped silently.
 //
 // Include it outside any TEST_SUITE and instantiate it inside TEST_SUITE_BEGIN/END: doctest takes the
@@ -144,6 +146,8 @@ TEST_CASE_TEMPLATE_DEFINE("transport conformance", H, transport_conformance) {
   if (!H::detects_failures)
     MESSAGE(std::string(H::name) << ": peer_failed() never turns true; failures surface as timeouts named by the census "
                        "(T::census), so the contract checks only that peer_failed() stays false and the census exists");
+  if (!oversize_length_known<H>)
+    MESSAGE(std::string(H::name) << ": a message longer than announced is reported as \"longer\", without its length");
   if (H::world_sizes().empty()) MESSAGE(std::string(H::name) << ": no world size to run the contract on");
   }
 
