@@ -149,6 +149,30 @@ void synchronize(Transport& comm, const Topology& topo, Policy& policy, Range&& 
   detail::run(comm, *plan, view, op, opt);
 }
 
+/// Runs a schedule you planned yourself (for example a policy's `plan_without` re-plan for the survivors
+/// of a failure) on `comm`, combining with `op` (default sum). The same checks as the other forms apply:
+/// ranks agree on count, type, op and policy first, and `opt.verify` proves the schedule before it runs.
+///
+/// ```
+/// const auto plan = dssync::algorithms::bcube{}.plan_without(topo, failed, {grads.size()});
+/// dssync::synchronize(survivors, plan, grads);
+/// ```
+template <concepts::transport Transport, std::ranges::contiguous_range Range, class Op = ops::sum>
+  requires std::ranges::sized_range<Range>
+void synchronize(Transport& comm, const schedule& plan, Range&& data, const Op& op = {}, const options& opt = {}) {
+  using E = detail::element_of<Range>;
+  static_assert(detail::mutable_range<Range>, "dssync::synchronize: the buffer must be mutable (not const)");
+  detail::check_op<Op, E>();
+  std::span<E> view(std::ranges::data(data), std::ranges::size(data));
+  if (plan.count != view.size())
+    throw invalid_argument("dssync::synchronize: rank " + std::to_string(comm.rank()) + ": buffer has " +
+                               std::to_string(view.size()) + " elements but schedule " + plan.policy + " is for " +
+                               std::to_string(plan.count),
+                           comm.rank());
+  if (opt.verify) verify_or_throw(plan);
+  detail::run(comm, plan, view, op, opt);
+}
+
 /// The short form: all-reduces `data` over `comm` with `op` (default sum) on a full-mesh view of the
 /// world, with the policy DSSYNC_ALGO names, or `default_policy`.
 ///

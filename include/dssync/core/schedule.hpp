@@ -101,6 +101,16 @@ struct schedule {
   int root = 0;                    ///< for reduce and broadcast
   std::vector<std::vector<int>> groups;  ///< for group_allreduce: disjoint groups covering all ranks
   std::vector<rank_plan> ranks;    ///< one per rank
+  /// The topology rank (server) each schedule rank runs on. Empty means schedule rank r is topology rank r.
+  /// A plan over a subset of a topology's servers (BML's re-plan around failed servers, `plan_without`)
+  /// numbers the survivors 0..M-1, as a survivor communicator does, and records here where they sit; the
+  /// simulator routes by it.
+  std::vector<int> hosts;
+
+  /// The topology rank that schedule rank `r` runs on.
+  [[nodiscard]] int host(int r) const noexcept {
+    return hosts.empty() ? r : hosts[static_cast<std::size_t>(r)];
+  }
 
   /// The ranks whose contributions `rank` must end with (sorted). Empty means "unspecified".
   [[nodiscard]] std::vector<int> expected_contributors(int rank) const {

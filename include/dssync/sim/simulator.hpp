@@ -288,9 +288,26 @@ class schedule_player {
     if (static_cast<int>(s_.ranks.size()) != n)
       throw invalid_argument("sim::simulate: schedule " + s_.policy + " has plans for " + std::to_string(s_.ranks.size()) +
                              " ranks but world size " + std::to_string(n));
-    if (router_.workers() < n)
-      throw invalid_argument("sim::simulate: schedule " + s_.policy + " has " + std::to_string(n) +
-                             " ranks but the network has " + std::to_string(router_.workers()) + " workers");
+    if (s_.hosts.empty()) {
+      if (router_.workers() < n)
+        throw invalid_argument("sim::simulate: schedule " + s_.policy + " has " + std::to_string(n) +
+                               " ranks but the network has " + std::to_string(router_.workers()) + " workers");
+    } else {
+      if (static_cast<int>(s_.hosts.size()) != n)
+        throw invalid_argument("sim::simulate: schedule " + s_.policy + " places " + std::to_string(s_.hosts.size()) +
+                               " ranks on hosts but has " + std::to_string(n) + " ranks");
+      std::vector<char> used(static_cast<std::size_t>(router_.workers()), 0);
+      for (int r = 0; r < n; ++r) {
+        const int h = s_.hosts[static_cast<std::size_t>(r)];
+        if (h < 0 || h >= router_.workers())
+          throw invalid_argument("sim::simulate: schedule " + s_.policy + " places rank " + std::to_string(r) +
+                                 " on host " + std::to_string(h) + " but the network has " +
+                                 std::to_string(router_.workers()) + " workers");
+        if (used[static_cast<std::size_t>(h)]++)
+          throw invalid_argument("sim::simulate: schedule " + s_.policy + " places two ranks on host " +
+                                 std::to_string(h));
+      }
+    }
     if (!(opt_.bytes_per_element >= 0) || !std::isfinite(opt_.bytes_per_element))
       throw invalid_argument("sim::simulate: bytes per element " + std::to_string(opt_.bytes_per_element) +
                              " must be finite and non-negative");
@@ -494,11 +511,11 @@ class schedule_player {
     ++unconsumed_;
     std::span<const edge_id> route;
     if (opt_.spread_messages) {
-      route = router_.route(ch.rank, st.peer, detail::mix64(ch.channel, ++spread_) % 64 + 1);
+      route = router_.route(s_.host(ch.rank), s_.host(st.peer), detail::mix64(ch.channel, ++spread_) % 64 + 1);
     } else {
       if (ch.route_peer != st.peer) {
         ch.route_peer = st.peer;
-        ch.route = router_.route(ch.rank, st.peer, ch.channel);
+        ch.route = router_.route(s_.host(ch.rank), s_.host(st.peer), ch.channel);
       }
       route = ch.route;
     }
