@@ -15,7 +15,9 @@
 /// job down (every process is killed and mpirun reports the dead process) before dssync can report it.
 /// A rank that stays alive but stops taking part (hangs, or skips the collective) is what the timeout
 /// and census catch. After such an error the communicator's state is undefined, as in MPI: finish or
-/// abort the job, or build a new communicator over the survivors.
+/// abort the job, or build a new communicator over the survivors with `mpi::create_group`
+/// (MPI_Comm_create_group, collective over the survivors only) and re-plan for them, e.g. with
+/// `algorithms::bcube::plan_without`.
 
 #include <mpi.h>
 
@@ -31,6 +33,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "dssync/core/error.hpp"
@@ -112,7 +115,8 @@ class mpi {
 
   /// Wraps a Boost.MPI communicator. Collective: dssync works on its own duplicate (MPI_Comm_dup), so its
   /// tags never meet the application's messages, and sets MPI_ERRORS_RETURN on that duplicate so that
-  /// MPI errors become dssync exceptions instead of aborting the job.
+  /// MPI errors become dssync exceptions instead of aborting the job. (It keeps a second duplicate that
+  /// carries no data, the parent of `create_group`.)
   explicit mpi(const boost::mpi::communicator& comm) : comm_(comm, boost::mpi::comm_duplicate) { init(); }
   /// Wraps a raw `MPI_Comm` (not taken over: dssync duplicates it), for codes that do not use Boost.MPI.
   /// Collective, like the other constructor.
@@ -136,6 +140,83 @@ class mpi {
   }
   /// As `split(color, rank())`.
   [[nodiscard]] std::unique_ptr<mpi> split(int color) const { return split(color, rank_); }
+
+  /// A communicator over `ranks` of this one, renumbered in the order given: `ranks[i]` becomes rank i
+  /// of the new communicator. Wraps MPI_Comm_create_group (MPI-3), which is collective over the listed
+  /// ranks **only**: the other ranks do not call it, so a rank that stopped taking part need not (and
+  /// cannot) join. Every listed rank must call it with the same list and the same `tag`; concurrent calls
+  /// over overlapping lists must use different tags. Unlike `split`, it works after a collective on this
+  /// communicator failed.
+  ///
+  /// This is how survivors go on after a failure: catch the `timeout_error` (its census names the ranks
+  /// that did not answer), call `create_group(survivors)` on every survivor, re-plan for them (e.g.
+  /// `algorithms::bcube{}.plan_without(topo, failed, {count})`, whose rank i is the i-th survivor in
+  /// increasing original rank) and run `dssync::synchronize(*sub, plan, data)`.
+  ///
+  /// What can be recovered from. OpenMPI 4.1 has no ULFM (User-Level Failure Mitigation): a process that
+  /// really exits (crash, `exit()`, a signal) makes mpiexec abort the whole job, so the survivors are
+  /// killed, not told, and nothing can go on. Only a rank that stays alive but stops taking part (it
+  /// hangs, or leaves the collective) can be worked around: the executor's deadline (`options::timeout`,
+  /// `DSSYNC_TIMEOUT`) turns the wait into `timeout_error`, and the failure census names the rank. The
+  /// stopped rank must not be left blocked in a collective the survivors skip: it may finalize normally
+  /// once nothing it calls needs the survivors (point-to-point, or a world barrier every rank reaches).
+  ///
+  /// Implementation note: OpenMPI builds the new communicator with point-to-point messages under `tag`
+  /// on the parent communicator, so the parent here is a private duplicate that carries no data (made
+  /// with this object): messages a failed collective left behind on the data communicator cannot match
+  /// them. The new communicator is adopted as it is (not duplicated again); it gets MPI_ERRORS_RETURN.
+  ///
+  /// \throws invalid_argument, before any communication, naming this rank and the value, if a listed
+  ///   rank is out of range or listed twice, if the caller is not listed, or if `tag` is not in
+  ///   0..MPI_TAG_UB. \throws error if MPI reports a failure.
+  [[nodiscard]] std::unique_ptr<mpi> create_group(std::span<const int> ranks, int tag = 0) const {
+    const std::string who = "dssync mpi: rank " + std::to_string(rank_) + ": create_group: ";
+    if (tag < 0 || tag > tag_ub_)
+      throw invalid_argument(who + "tag " + std::to_string(tag) + " is not in 0.." + std::to_string(tag_ub_) +
+                                 " (MPI_TAG_UB)",
+                             rank_);
+    std::vector<int> where(static_cast<std::size_t>(size_), -1);
+    bool listed = false;
+    for (std::size_t i = 0; i < ranks.size(); ++i) {
+      const int r = ranks[i];
+      if (r < 0 || r >= size_)
+        throw invalid_argument(who + "ranks[" + std::to_string(i) + "] = " + std::to_string(r) +
+                                   " is not a rank of this communicator (0.." + std::to_string(size_ - 1) + ")",
+                               rank_);
+      int& seen = where[static_cast<std::size_t>(r)];
+      if (seen >= 0)
+        throw invalid_argument(who + "rank " + std::to_string(r) + " is listed twice (ranks[" + std::to_string(seen) +
+                                   "] and ranks[" + std::to_string(i) + "])",
+                               rank_);
+      seen = static_cast<int>(i);
+      listed = listed || r == rank_;
+    }
+    if (!listed) {
+      std::string list;
+      for (std::size_t i = 0; i < ranks.size(); ++i) list += (i ? ", " : "") + std::to_string(ranks[i]);
+      throw invalid_argument(who + "the caller, rank " + std::to_string(rank_) + ", is not among the listed ranks {" +
+                                 list + "}: only the listed ranks call it",
+                             rank_);
+    }
+    const MPI_Comm parent = static_cast<MPI_Comm>(control_);
+    MPI_Group all = MPI_GROUP_NULL, sub = MPI_GROUP_NULL;
+    struct groups_guard {
+      MPI_Group* a;
+      MPI_Group* b;
+      ~groups_guard() {
+        if (*a != MPI_GROUP_NULL) MPI_Group_free(a);
+        if (*b != MPI_GROUP_NULL) MPI_Group_free(b);
+      }
+    } guard{&all, &sub};
+    detail::check_mpi(MPI_Comm_group(parent, &all), "MPI_Comm_group", rank_);
+    detail::check_mpi(MPI_Group_incl(all, static_cast<int>(ranks.size()), ranks.data(), &sub), "MPI_Group_incl", rank_);
+    MPI_Comm created = MPI_COMM_NULL;
+    detail::check_mpi(MPI_Comm_create_group(parent, sub, tag, &created), "MPI_Comm_create_group", rank_);
+    if (created == MPI_COMM_NULL)
+      throw error(who + "MPI_Comm_create_group returned MPI_COMM_NULL for a listed rank", rank_);
+    return std::unique_ptr<mpi>(
+        new mpi(boost::mpi::communicator(created, boost::mpi::comm_take_ownership), adopt_t{}));
+  }
 
   /// The MPI tag of `k`: 10 bits of call, 10 of channel, 10 of message ordinal. Messages that could
   /// share a tag are never in flight together (the executor keeps fewer than 1024 steps in flight).
@@ -269,8 +350,14 @@ class mpi {
   [[nodiscard]] std::size_t staging_bytes() const noexcept { return pool_.bytes(); }
 
  private:
+  struct adopt_t {};
+  /// Takes `owned` as it is (no duplicate): for communicators dssync created itself.
+  mpi(boost::mpi::communicator owned, adopt_t) : comm_(std::move(owned)) { init(); }
+
   void init() {
     MPI_Comm_set_errhandler(native(), MPI_ERRORS_RETURN);
+    control_ = boost::mpi::communicator(comm_, boost::mpi::comm_duplicate);
+    MPI_Comm_set_errhandler(static_cast<MPI_Comm>(control_), MPI_ERRORS_RETURN);
     rank_ = comm_.rank();
     size_ = comm_.size();
     int* ub = nullptr;
@@ -284,6 +371,8 @@ class mpi {
   }
 
   boost::mpi::communicator comm_;
+  /// A second duplicate that carries no data: the parent of `create_group` (see there).
+  boost::mpi::communicator control_;
   int rank_ = 0, size_ = 1, tag_ub_ = 32767;
   std::uint32_t calls_ = 0;
   std::uint64_t epoch_ = 0;
