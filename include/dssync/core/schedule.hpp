@@ -51,6 +51,10 @@ struct step {
   step_kind kind = step_kind::send;
   int peer = -1;
   range data{};  ///< elements of this rank's buffer that are read (send) or written (receive)
+  /// The algorithm stage this step belongs to (BML's aggregation / auxiliary / broadcast stages). Only
+  /// the simulator's lockstep mode reads it (a barrier between stages, as papers count stage by stage);
+  /// executors and the verifier ignore it.
+  std::uint32_t stage = 0;
 
   [[nodiscard]] constexpr bool is_send() const noexcept { return kind == step_kind::send; }
   [[nodiscard]] constexpr bool is_recv() const noexcept { return kind != step_kind::send; }

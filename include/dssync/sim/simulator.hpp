@@ -51,6 +51,10 @@ struct sim_options {
   /// ranks share one path, like one connection; true hashes every message separately (packet spraying
   /// over up to 64 path choices per channel).
   bool spread_messages = false;
+  /// Lockstep: a step of stage s (`step::stage`) starts only when every step of every earlier stage, on
+  /// every rank and channel, is done (sends consumed). This is how papers count a staged algorithm stage
+  /// by stage (BML's 16·T_C); without it, ranks run ahead into the next stage as data allows.
+  bool lockstep = false;
   /// A name for the timeline ("ring on racks(4x8)"); the schedule's policy when empty.
   std::string name;
 };
@@ -182,9 +186,12 @@ class schedule_player {
       const double t = std::min({te, ta, tq});
       if (!std::isfinite(t)) stuck();
       if (te <= t) {
-        for (const completion& c : engine.advance(te)) {
+        const auto span = engine.advance(te);
+        done_.assign(span.begin(), span.end());  // a copy: transmitted() adds flows
+        for (const completion& c : done_) {
           msgs_[c.tag].transmitted = c.finish;
           push(c.arrival, ev_arrival, static_cast<std::uint32_t>(c.tag));
+          transmitted(static_cast<std::uint32_t>(c.tag));
         }
         ++result_.events;
         continue;
@@ -254,7 +261,7 @@ class schedule_player {
     }
   };
 
-  enum class wait : std::uint8_t { none, message, arrival, war, compute, done };
+  enum class wait : std::uint8_t { none, message, arrival, war, compute, stage, done };
 
   struct chan {
     const std::vector<step>* steps = nullptr;
@@ -272,9 +279,14 @@ class schedule_player {
   struct pair_state {
     std::uint32_t head = none, tail = none;  // FIFO of posted, unreceived messages
     std::uint32_t waiter = none;             // receiving channel waiting for a message to be posted
+    // Messages of one channel to one peer leave one after another, as on one connection: the one on
+    // the wire, and the FIFO of posted ones waiting for it.
+    bool transmitting = false;
+    std::uint32_t tx_head = none, tx_tail = none;
   };
   struct message {
-    std::uint32_t pair = 0, next = none, waiter = none;
+    std::uint32_t pair = 0, next = none, waiter = none, tx_next = none;
+    std::span<const edge_id> route;
     std::uint32_t src_chan = 0, src_step = 0;
     int src = 0, dst = 0;
     range data{};
@@ -354,6 +366,14 @@ class schedule_player {
     }
     unfinished_channels_ = chans_.size();
     pair_index_.reserve(chans_.size() * 2);
+    if (opt_.lockstep) {
+      for (const auto& ch : chans_)
+        for (const auto& st : *ch.steps) {
+          if (st.stage >= stage_pending_.size()) stage_pending_.resize(st.stage + 1, 0);
+          ++stage_pending_[st.stage];
+        }
+      advance_stage();
+    }
   }
 
   void push(double t, ev_kind k, std::uint32_t index) { queue_.push({t, seq_++, index, k}); }
@@ -393,6 +413,11 @@ class schedule_player {
     const auto& steps = *ch.steps;
     while (ch.pc < steps.size()) {
       const step& st = steps[ch.pc];
+      if (opt_.lockstep && st.stage > stage_) {
+        stage_waiters_.push_back(ci);
+        ch.state = wait::stage;
+        return;
+      }
       if (st.is_send()) {
         post(ch, st);
         record_slice(ch, st, now_);
@@ -473,11 +498,26 @@ class schedule_player {
     ++ch.pc;
     ch.step_begin = now_;
     free_msgs_.push_back(mi);
+    if (opt_.lockstep) {  // the send step and the receive step are done
+      --stage_pending_[s_.ranks[src].channels[m.src_chan].steps[m.src_step].stage];
+      --stage_pending_[st.stage];
+      advance_stage();
+    }
     // Rule 3: receives of the sender that waited for this send may go on.
     auto& w = war_waiters_[src];
     if (!w.empty()) {
       for (std::uint32_t c : w) push(now_, ev_wake, c);
       w.clear();
+    }
+  }
+
+  /// Lockstep: moves to the first stage with unfinished steps and wakes the channels waiting for it.
+  void advance_stage() {
+    const std::size_t before = stage_;
+    while (stage_ < stage_pending_.size() && stage_pending_[stage_] == 0) ++stage_;
+    if (stage_ != before && !stage_waiters_.empty()) {
+      for (std::uint32_t c : stage_waiters_) push(now_, ev_wake, c);
+      stage_waiters_.clear();
     }
   }
 
@@ -519,8 +559,30 @@ class schedule_player {
       }
       route = ch.route;
     }
-    engine_->add_flow(route, m.bytes, mi);
+    m.route = route;
+    if (p.transmitting) {
+      if (p.tx_tail == none) p.tx_head = mi;
+      else msgs_[p.tx_tail].tx_next = mi;
+      p.tx_tail = mi;
+    } else {
+      p.transmitting = true;
+      engine_->add_flow(route, m.bytes, mi);
+    }
     ++result_.flows;
+  }
+
+  /// Message `mi` left its sender: the next message of its channel to the same peer goes on the wire.
+  void transmitted(std::uint32_t mi) {
+    pair_state& p = pairs_[msgs_[mi].pair];
+    if (p.tx_head == none) {
+      p.transmitting = false;
+      return;
+    }
+    const std::uint32_t next = p.tx_head;
+    p.tx_head = msgs_[next].tx_next;
+    if (p.tx_head == none) p.tx_tail = none;
+    msgs_[next].tx_next = none;
+    engine_->add_flow(msgs_[next].route, msgs_[next].bytes, next);
   }
 
   void arrive(std::uint32_t mi) {
@@ -550,6 +612,9 @@ class schedule_player {
         case wait::arrival:
           why += " waits for a message from rank " + std::to_string(st.peer) +
                  " whose flow makes no progress (a link or NIC at zero bandwidth)";
+          break;
+        case wait::stage:
+          why += " waits for stage " + std::to_string(st.stage) + " (lockstep), but an earlier stage never finishes";
           break;
         case wait::war:
           if (auto o = sends_[static_cast<std::size_t>(ch.rank)].overlapping(st.data))
@@ -587,6 +652,10 @@ class schedule_player {
   std::vector<std::uint32_t> free_msgs_;
   std::vector<outstanding_sends> sends_;
   std::vector<std::vector<std::uint32_t>> war_waiters_;
+  std::vector<completion> done_;
+  std::vector<std::size_t> stage_pending_;  // lockstep: unfinished steps per stage
+  std::size_t stage_ = 0;                   // lockstep: the stage running now
+  std::vector<std::uint32_t> stage_waiters_;
   std::vector<std::size_t> unconsumed_of_;
   std::vector<double> rank_finish_;
   std::priority_queue<event, std::vector<event>, std::greater<>> queue_;
