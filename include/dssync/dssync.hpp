@@ -45,3 +45,5 @@
 #include "dssync/transport/sim.hpp"
 
 #include "dssync/synchronize.hpp"
+
+#include "dssync/fault/recovery.hpp"

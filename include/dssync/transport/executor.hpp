@@ -385,11 +385,15 @@ class rank_executor {
   void throw_failed_peer() const {
     for (std::size_t c = 0; c < chans_.size(); ++c)
       for (const auto& a : chans_[c].win)
-        if (a.done < a.nseg && comm_.peer_failed(a.st->peer))
+        if (a.done < a.nseg && comm_.peer_failed(a.st->peer)) {
+          // The peer itself failed, or is lost because of another rank's failure (a cascade, or a
+          // revoked communicator): then the message says so and peer() is where the failure started.
+          const int root = failure_root(comm_, a.st->peer);
           throw peer_failure("dssync: rank " + std::to_string(me_) + ": peer rank " + std::to_string(a.st->peer) +
-                                 " failed" + failure_reason(comm_, a.st->peer) + " while rank " + std::to_string(me_) +
-                                 " waits for it at " + where(c, a),
-                             me_, failure_root(comm_, a.st->peer));
+                                 (root == a.st->peer ? " failed" : " is lost") + failure_reason(comm_, a.st->peer) +
+                                 " while rank " + std::to_string(me_) + " waits for it at " + where(c, a),
+                             me_, root);
+        }
   }
 
   [[noreturn]] void throw_timeout() const {

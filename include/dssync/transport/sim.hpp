@@ -19,9 +19,9 @@
 ///  - Connections: by default (`world_options::fifo_connections`) the messages from one rank to another
 ///    on one channel form a connection that transmits one message at a time, in order (as one TCP
 ///    stream or one RDMA queue pair does). So the executor's segments of a step follow each other and
-///    pipeline: a receiver can forward segment 1 while segment 2 is on the wire. Without it every
-///    message is an independent flow, as in `sim::simulate`; segments of one step then share the route
-///    fairly and all arrive together at the end.
+///    pipeline: a receiver can forward segment 1 while segment 2 is on the wire. `sim::simulate`
+///    models connections the same way. Without it every message is an independent flow; segments of one
+///    step then share the route fairly and all arrive together at the end.
 ///  - Messages between a pair under one key are consumed in FIFO order: a message that arrives before
 ///    an earlier one (possible only without FIFO connections) waits for it.
 ///  - A send completes when its receiver has consumed it (zero copy, as in process).
@@ -94,7 +94,7 @@ struct world_options {
   /// Virtual time of the world's start. Scenario actions up to it are applied at construction.
   double start_time = 0;
   /// Messages from one rank to another on one channel are transmitted one at a time, in order (see the
-  /// file comment). false: every message is an independent flow, as in `sim::simulate`.
+  /// file comment). false: every message is an independent flow.
   bool fifo_connections = true;
   /// Real time a world may stay with every rank waiting and nothing pending before the waiting ranks
   /// raise `timeout_error` (a deadlock in virtual time). 0 disables it (only deadlines apply).
