@@ -353,14 +353,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "bcube_sim: " << e.what() << '\n';
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "bcube_sim: error: " << e.what() << '\n';
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return guarded_main("bcube_sim", run, argc, argv); }

@@ -664,4 +664,19 @@ inline void write_svg_plot(const std::string& path, const std::string& title, co
   if (!f) throw std::runtime_error("error writing " + path);
 }
 
+/// A benchmark's `main`: runs `run(argc, argv)`, and turns a bad option (`std::invalid_argument`) into
+/// exit status 2 and any other error into 1, each with one line on stderr naming the program.
+template <class Run>
+int guarded_main(const char* program, Run&& run, int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << program << ": " << e.what() << '\n';
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << program << ": error: " << e.what() << '\n';
+    return 1;
+  }
+}
+
 }  // namespace dssync_bench

@@ -165,14 +165,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "sim_speed: " << e.what() << '\n';
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "sim_speed: error: " << e.what() << '\n';
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return guarded_main("sim_speed", run, argc, argv); }

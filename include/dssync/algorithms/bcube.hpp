@@ -82,20 +82,26 @@ struct bcube {
   /// As `plan_without`, from BCube's parameters.
   [[nodiscard]] static schedule build_without(int n, int k, std::span<const int> failed, std::size_t count);
 
-  /// The schedule for BCube(n, k) and `count` elements per server.
-  /// \throws invalid_argument if n < 2 or k < 1 or n^k overflows.
-  [[nodiscard]] static schedule build(int n, int k, std::size_t count) {
+  /// n^k, the servers of BCube(n, k).
+  /// \throws invalid_argument if n < 2 or k < 1 or n^k exceeds 2^20.
+  [[nodiscard]] static int servers(int n, int k) {
     if (n < 2 || k < 1)
       throw invalid_argument("algorithms::bcube: BCube(" + std::to_string(n) + "," + std::to_string(k) +
                              ") needs n >= 2 and k >= 1");
-    long long servers = 1;
+    long long N = 1;
     for (int i = 0; i < k; ++i) {
-      servers *= n;
-      if (servers > (1 << 20))
+      N *= n;
+      if (N > (1 << 20))
         throw invalid_argument("algorithms::bcube: BCube(" + std::to_string(n) + "," + std::to_string(k) +
                                ") has more than 2^20 servers");
     }
-    const int N = static_cast<int>(servers);
+    return static_cast<int>(N);
+  }
+
+  /// The schedule for BCube(n, k) and `count` elements per server.
+  /// \throws invalid_argument if n < 2 or k < 1 or n^k overflows.
+  [[nodiscard]] static schedule build(int n, int k, std::size_t count) {
+    const int N = servers(n, k);
     schedule s;
     s.policy = std::string(name);
     s.world_size = N;
@@ -169,18 +175,8 @@ namespace detail {
 /// The re-plan of BML around failed servers (see `bcube::plan_without`). One object per call.
 class bml_replan {
  public:
-  bml_replan(int n, int k, std::span<const int> failed, std::size_t count) : n_(n), k_(k), count_(count) {
-    if (n < 2 || k < 1)
-      throw invalid_argument("algorithms::bcube: BCube(" + std::to_string(n) + "," + std::to_string(k) +
-                             ") needs n >= 2 and k >= 1");
-    long long servers = 1;
-    for (int i = 0; i < k; ++i) {
-      servers *= n;
-      if (servers > (1 << 20))
-        throw invalid_argument("algorithms::bcube: BCube(" + std::to_string(n) + "," + std::to_string(k) +
-                               ") has more than 2^20 servers");
-    }
-    N_ = static_cast<int>(servers);
+  bml_replan(int n, int k, std::span<const int> failed, std::size_t count)
+      : n_(n), k_(k), count_(count), N_(bcube::servers(n, k)) {
     pow_.assign(static_cast<std::size_t>(k) + 1, 1);
     for (int i = 1; i <= k; ++i) pow_[idx(i)] = pow_[idx(i - 1)] * n;
     index_of_.assign(idx(N_), 0);
@@ -503,7 +499,7 @@ class bml_replan {
 
   int n_, k_;
   std::size_t count_;
-  int N_ = 0, M_ = 0;
+  int N_, M_ = 0;
   std::vector<int> pow_;
   std::vector<int> index_of_;   // topology rank -> survivor index, -1 if failed
   std::vector<int> survivors_;  // survivor index -> topology rank
