@@ -147,17 +147,17 @@ void agree(T& comm, const signature& mine, const options& opt, std::uint32_t cal
     }
     auto waiting_for = [&] { return recv_peer.empty() ? send_peer.front() : recv_peer.front(); };
     for (int p : recv_peer)
-      if (comm.peer_failed(p))
-        throw peer_failure("dssync: rank " + std::to_string(me) + ": peer rank " + std::to_string(p) + " failed" +
-                               detail::failure_reason(comm, p) + " before the agreement exchange of call " +
-                               std::to_string(call) + " completed",
-                           me, detail::failure_root(comm, p));
+      if (comm.peer_failed(p)) {
+        auto [msg, root] = detail::describe_failure(comm, me, p);
+        throw peer_failure(msg + " before the agreement exchange of call " + std::to_string(call) + " completed", me,
+                           root);
+      }
     for (int p : send_peer)
-      if (comm.peer_failed(p))
-        throw peer_failure("dssync: rank " + std::to_string(me) + ": peer rank " + std::to_string(p) + " failed" +
-                               detail::failure_reason(comm, p) + " before the agreement exchange of call " +
-                               std::to_string(call) + " completed",
-                           me, detail::failure_root(comm, p));
+      if (comm.peer_failed(p)) {
+        auto [msg, root] = detail::describe_failure(comm, me, p);
+        throw peer_failure(msg + " before the agreement exchange of call " + std::to_string(call) + " completed", me,
+                           root);
+      }
     if (now >= last + opt.timeout) {
       auto [clause, blame] = detail::census_clause(comm, call, opt.timeout, waiting_for());
       throw timeout_error("dssync: rank " + std::to_string(me) + " timed out after " +

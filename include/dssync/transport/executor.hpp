@@ -25,6 +25,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dssync/core/dtype.hpp"
@@ -63,6 +64,28 @@ std::string failure_reason(const T& comm, int peer) {
     if (!r.empty()) return " (" + r + ")";
   }
   return {};
+}
+
+/// Why `peer` is gone, read consistently: (the rank to blame, " (reason)" or ""). A transport with
+/// `peer_failure_info` answers both at once; a peer may fail between two separate questions.
+template <class T>
+std::pair<int, std::string> failure_of(const T& comm, int peer) {
+  if constexpr (requires { comm.peer_failure_info(peer); }) {
+    auto [root, why] = comm.peer_failure_info(peer);
+    return {root >= 0 ? root : peer, why.empty() ? std::string() : " (" + why + ")"};
+  } else {
+    return {failure_root(comm, peer), failure_reason(comm, peer)};
+  }
+}
+
+/// The message of a `peer_failure`: "peer rank P failed (...)" or, when P is gone because of another
+/// rank's failure (a cascade, a revoked communicator), "peer rank P is lost (...)"; and that rank.
+template <class T>
+std::pair<std::string, int> describe_failure(const T& comm, int me, int peer) {
+  auto [root, reason] = failure_of(comm, peer);
+  return {"dssync: rank " + std::to_string(me) + ": peer rank " + std::to_string(peer) +
+              (root == peer ? " failed" : " is lost") + reason,
+          root};
 }
 
 /// The failure census. After a timeout, a transport that cannot see failures (`T::census`) asks every
@@ -388,11 +411,9 @@ class rank_executor {
         if (a.done < a.nseg && comm_.peer_failed(a.st->peer)) {
           // The peer itself failed, or is lost because of another rank's failure (a cascade, or a
           // revoked communicator): then the message says so and peer() is where the failure started.
-          const int root = failure_root(comm_, a.st->peer);
-          throw peer_failure("dssync: rank " + std::to_string(me_) + ": peer rank " + std::to_string(a.st->peer) +
-                                 (root == a.st->peer ? " failed" : " is lost") + failure_reason(comm_, a.st->peer) +
-                                 " while rank " + std::to_string(me_) + " waits for it at " + where(c, a),
-                             me_, root);
+          auto [msg, root] = describe_failure(comm_, me_, a.st->peer);
+          throw peer_failure(msg + " while rank " + std::to_string(me_) + " waits for it at " + where(c, a), me_,
+                             root);
         }
   }
 

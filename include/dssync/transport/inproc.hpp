@@ -38,6 +38,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "dssync/core/error.hpp"
@@ -145,6 +146,9 @@ class communicator {
   [[nodiscard]] std::string peer_failure_reason(int peer) const;
   /// The rank where `peer`'s failure started (-1 if `peer` has not failed).
   [[nodiscard]] int peer_failure_root(int peer) const;
+  /// Both of the above, read consistently: (root, reason). A peer may fail between two separate calls
+  /// (from "lost to a revocation" to "failed itself"); the executor uses this one.
+  [[nodiscard]] std::pair<int, std::string> peer_failure_info(int peer) const;
   /// Fault injection hook: throws `injected_fault` (and marks this rank failed) at the configured step.
   void fault_point(std::size_t step);
 
@@ -674,6 +678,20 @@ inline std::string communicator::peer_failure_reason(int peer) const {
 inline int communicator::peer_failure_root(int peer) const {
   if (world_->failed(peer)) return world_->failure_root(peer);
   return world_->revoked() ? world_->revocation_root() : -1;
+}
+
+inline std::pair<int, std::string> communicator::peer_failure_info(int peer) const {
+  if (world_->failed(peer)) {
+    std::string why = world_->failure_reason(peer);
+    const int root = world_->failure_root(peer);
+    if (root >= 0 && root != peer) {
+      const std::string first = world_->failure_reason(root);
+      why += "; the failure started at rank " + std::to_string(root) + (first.empty() ? "" : ", which " + first);
+    }
+    return {root, why};
+  }
+  if (world_->revoked()) return {world_->revocation_root(), world_->revocation_reason()};
+  return {-1, {}};
 }
 
 inline void communicator::revoke(int cause) { world_->revoke(rank_, cause); }
