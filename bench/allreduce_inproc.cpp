@@ -64,26 +64,6 @@ struct measurement {
   std::size_t peak_config = 0;       // peak RSS over the whole config (buffers included)
 };
 
-/// How the peak RSS of a window is measured: VmHWM reset through /proc/self/clear_refs where the
-/// kernel allows it (exact), else a sampler thread reading /proc/self/statm every millisecond.
-struct memory_probe {
-  bool hwm_reset = reset_peak_rss();
-  std::unique_ptr<rss_sampler> sampler = hwm_reset ? nullptr : std::make_unique<rss_sampler>();
-  /// Starts a window; returns the RSS now.
-  std::size_t start() {
-    if (hwm_reset) {
-      reset_peak_rss();
-      return current_rss_bytes();
-    }
-    return sampler->reset();
-  }
-  /// The peak RSS since `start`.
-  std::size_t peak() {
-    if (hwm_reset) return std::max(peak_rss_bytes(), current_rss_bytes());
-    sampler->sample();
-    return sampler->max();
-  }
-};
 
 // Timed iterations use a zero-sum pattern (rank r holds (i % 61) * (2r - (N-1)), integers, exact), so
 // the first call leaves zeros everywhere and repeated in-place sums stay finite (no overflow to inf).
@@ -270,9 +250,7 @@ int run(int argc, char** argv) {
     s.warmup = 0;
   }
   if (auto v = args.get("--sizes")) {
-    const auto colon = v->find(':');
-    min_b = parse_bytes(v->substr(0, colon));
-    max_b = colon == std::string::npos ? min_b : parse_bytes(v->substr(colon + 1));
+    std::tie(min_b, max_b) = parse_size_range(*v);
   }
   if (auto v = args.get("--step")) step = static_cast<std::size_t>(parse_long(*v, "--step"));
   if (min_b < sizeof(float) || max_b < min_b) throw std::invalid_argument("--sizes: need 4 <= MIN <= MAX");

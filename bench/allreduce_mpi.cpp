@@ -92,10 +92,7 @@ int main(int argc, char** argv) {
     smoke = c.has("--smoke");
     std::size_t lo = 4 << 10, hi = std::size_t{256} << 20;
     if (auto s = c.get("--sizes")) {
-      const auto colon = s->find(':');
-      if (colon == std::string::npos) throw std::invalid_argument("--sizes wants MIN:MAX");
-      lo = parse_bytes(s->substr(0, colon));
-      hi = parse_bytes(s->substr(colon + 1));
+      std::tie(lo, hi) = parse_size_range(*s);
     }
     if (smoke) lo = hi = 64 << 10;
     cfg.sizes = size_sweep(lo, hi, 4);

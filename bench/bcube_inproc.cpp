@@ -71,23 +71,6 @@ int default_iters(std::size_t bytes, int n) {
 inline float timed_value(std::size_t i, int r, int n) { return static_cast<float>(static_cast<long>(i % 61) * (2L * r - (n - 1))); }
 inline float check_value(std::size_t i, int r) { return static_cast<float>((i * 7 + static_cast<std::size_t>(r) * 13) % 1024); }
 
-struct memory_probe {
-  bool hwm_reset = reset_peak_rss();
-  std::unique_ptr<rss_sampler> sampler = hwm_reset ? nullptr : std::make_unique<rss_sampler>();
-  std::size_t start() {
-    if (hwm_reset) {
-      reset_peak_rss();
-      return current_rss_bytes();
-    }
-    return sampler->reset();
-  }
-  std::size_t peak() {
-    if (hwm_reset) return std::max(peak_rss_bytes(), current_rss_bytes());
-    sampler->sample();
-    return sampler->max();
-  }
-};
-
 enum policy_id { bml = 0, ring = 1 };
 const char* const policy_names[] = {"bml", "ring"};
 
@@ -233,9 +216,7 @@ int run(int argc, char** argv) {
   }
   std::size_t lo = 4 << 10, hi = std::size_t{64} << 20;
   if (auto v = args.get("--sizes")) {
-    const auto colon = v->find(':');
-    lo = parse_bytes(v->substr(0, colon));
-    hi = colon == std::string::npos ? lo : parse_bytes(v->substr(colon + 1));
+    std::tie(lo, hi) = parse_size_range(*v);
   }
   if (s.smoke) lo = hi = 64 << 10;
   if (lo < 4 || hi < lo) throw std::invalid_argument("--sizes: need 4 <= MIN <= MAX");

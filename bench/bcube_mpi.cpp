@@ -133,9 +133,7 @@ int main(int argc, char** argv) {
                                   (cfg.n ? " (asked BCube(" + std::to_string(cfg.n) + "," + std::to_string(cfg.k) + "))" : ""));
     std::size_t lo = 4 << 10, hi = std::size_t{64} << 20;
     if (auto s = c.get("--sizes")) {
-      const auto colon = s->find(':');
-      lo = parse_bytes(s->substr(0, colon));
-      hi = colon == std::string::npos ? lo : parse_bytes(s->substr(colon + 1));
+      std::tie(lo, hi) = parse_size_range(*s);
     }
     if (smoke) lo = hi = 64 << 10;
     cfg.sizes = size_sweep(lo, hi, 4);

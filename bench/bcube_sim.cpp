@@ -221,9 +221,7 @@ int run(int argc, char** argv) {
   }
   std::size_t lo = 64 << 10, hi = std::size_t{256} << 20, step = 16;
   if (auto v = args.get("--sizes")) {
-    const auto colon = v->find(':');
-    lo = parse_bytes(v->substr(0, colon));
-    hi = colon == std::string::npos ? lo : parse_bytes(v->substr(colon + 1));
+    std::tie(lo, hi) = parse_size_range(*v);
   }
   if (auto v = args.get("--step")) step = static_cast<std::size_t>(parse_long(*v, "--step"));
   std::vector<double> latencies{0.0, 5e-6};

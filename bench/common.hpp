@@ -31,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -400,6 +401,27 @@ class rss_sampler {
   std::thread thread_;
 };
 
+/// How the peak RSS of a window is measured: VmHWM reset through /proc/self/clear_refs where the
+/// kernel allows it (exact), else a sampler thread reading /proc/self/statm every millisecond.
+struct memory_probe {
+  bool hwm_reset = reset_peak_rss();
+  std::unique_ptr<rss_sampler> sampler = hwm_reset ? nullptr : std::make_unique<rss_sampler>();
+  /// Starts a window; returns the RSS now.
+  std::size_t start() {
+    if (hwm_reset) {
+      reset_peak_rss();
+      return current_rss_bytes();
+    }
+    return sampler->reset();
+  }
+  /// The peak RSS since `start`.
+  std::size_t peak() {
+    if (hwm_reset) return std::max(peak_rss_bytes(), current_rss_bytes());
+    sampler->sample();
+    return sampler->max();
+  }
+};
+
 // ---------------------------------------------------------------------------------------------------
 // Threads
 // ---------------------------------------------------------------------------------------------------
@@ -662,6 +684,14 @@ inline void write_svg_plot(const std::string& path, const std::string& title, co
   }
   f << "</svg>\n";
   if (!f) throw std::runtime_error("error writing " + path);
+}
+
+/// `--sizes` as "MIN:MAX" or one size "S": bytes with K/M/G suffixes (`parse_bytes`).
+inline std::pair<std::size_t, std::size_t> parse_size_range(std::string_view spec) {
+  const auto colon = spec.find(':');
+  const std::size_t lo = parse_bytes(spec.substr(0, colon));
+  const std::size_t hi = colon == std::string_view::npos ? lo : parse_bytes(spec.substr(colon + 1));
+  return {lo, hi};
 }
 
 /// A benchmark's `main`: runs `run(argc, argv)`, and turns a bad option (`std::invalid_argument`) into
