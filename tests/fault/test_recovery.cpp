@@ -19,7 +19,6 @@
 namespace {
 
 using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
 using dssync::transport::inproc::communicator;
 using dssync::transport::inproc::world;
 using dssync_test::contains;
@@ -80,7 +79,6 @@ struct rank_outcome {
 struct run_outcome {
   std::vector<std::exception_ptr> errs;
   std::vector<rank_outcome> ranks;
-  clock_type::duration took{};
 };
 
 run_outcome run(const scenario& sc) {
@@ -92,7 +90,6 @@ run_outcome run(const scenario& sc) {
   auto opt = dssync_test::test_options(10s);
   opt.window = sc.window;
   opt.check_agreement = sc.check_agreement;
-  const auto t0 = clock_type::now();
   out.errs = w.run_collect([&](communicator& c) {
     const int me = c.rank();
     for (const death& d : sc.first)
@@ -126,7 +123,6 @@ run_outcome run(const scenario& sc) {
       }
     }
   });
-  out.took = clock_type::now() - t0;
   return out;
 }
 
@@ -141,6 +137,18 @@ std::size_t last_channel_step(const dssync::topology::bcube& topo, int rank, std
   return start + offset % std::max<std::size_t>(1, ch.back().steps.size());
 }
 
+/// Every error a survivor caught was a `peer_failure` raised by failure marking (the dead server's
+/// injected fault, or a revocation naming it), never a `timeout_error` from the 10 s deadline: the
+/// failure surfaced as an event, not by waiting out a clock.
+void surfaced_by_marking(const run_outcome& out) {
+  for (std::size_t r = 0; r < out.ranks.size(); ++r) {
+    CAPTURE(r);
+    for (const int p : out.ranks[r].first_peer)
+      CHECK_MESSAGE(p >= 0, "rank " << r << " caught " << (p <= -2000 ? "an unexpected error" : "a timeout_error")
+                                    << " instead of a peer_failure: the failure surfaced only by its deadline");
+  }
+}
+
 /// Checks a run where every server in `dead` (original ranks) died and each failure surfaced on every
 /// survivor: the survivors hold the sum over exactly themselves, bitwise identical, and report the
 /// failures; the dead raised injected_fault.
@@ -153,8 +161,7 @@ void check_recovered(const scenario& sc, const run_outcome& out) {
   std::sort(dead.begin(), dead.end());
   const auto alive = fault::survivors(N, dead);
   const auto want = survivor_sum(alive, sc.count);
-  CHECK_MESSAGE(out.took < 5s, "recovery took " << std::chrono::duration<double>(out.took).count()
-                                                << " s: the failure did not surface fast (timeout is 10 s)");
+  surfaced_by_marking(out);
   const int expected_attempts = 1 + (sc.first.empty() ? 0 : 1) + (sc.second.empty() ? 0 : 1);
   for (int r = 0; r < N; ++r) {
     CAPTURE(r);
@@ -498,7 +505,7 @@ TEST_CASE("property: wherever a server dies, the survivors end with one consiste
     CAPTURE(x);
     CAPTURE(sc.first[0].step);
     const auto out = run(sc);
-    CHECK(out.took < 5s);
+    surfaced_by_marking(out);
     std::vector<int> everyone(static_cast<std::size_t>(N));
     std::iota(everyone.begin(), everyone.end(), 0);
     const std::vector<int> dead = {x};

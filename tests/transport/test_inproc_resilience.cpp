@@ -13,7 +13,6 @@
 namespace {
 
 using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
 using dssync::transport::inproc::communicator;
 using dssync::transport::inproc::world;
 using dssync_test::contains;
@@ -39,7 +38,6 @@ TEST_CASE("revoke interrupts a peer blocked in a synchronize on a live, silent r
   std::latch blocked(2);
   std::vector<std::string> msgs(3);
   std::vector<int> blamed(3, -99);
-  const auto t0 = clock_type::now();
   auto errs = w.run_collect([&](communicator& c) {
     if (c.rank() == 2) {
       blocked.wait();
@@ -63,8 +61,9 @@ TEST_CASE("revoke interrupts a peer blocked in a synchronize on a live, silent r
     }
     ensure(!c.agree(ok, 5s), "rank " + std::to_string(c.rank()) + ": agree should be false");
   });
+  // No error escaped: each blocked rank caught a peer_failure raised by the revocation (an event); had it
+  // waited out its 10 s deadline instead, the uncaught timeout_error would be in `errs`.
   REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
-  CHECK(clock_type::now() - t0 < 5s);
   for (int r : {0, 1}) {
     CAPTURE(r);
     const auto& m = msgs[static_cast<std::size_t>(r)];
@@ -83,7 +82,6 @@ TEST_CASE("revoke: every survivor's peer_failure names the dead rank, not the re
     world w(n);
     std::vector<int> blamed(n, -99);
     std::vector<std::string> msgs(n), why(n);
-    const auto t0 = clock_type::now();
     auto errs = w.run_collect([&](communicator& c) {
       std::vector<float> data(200, 1.0f);
       if (c.rank() == victim) c.owner().inject_fault(victim, 1);
@@ -107,7 +105,7 @@ TEST_CASE("revoke: every survivor's peer_failure names the dead rank, not the re
       why[static_cast<std::size_t>(c.rank())] = c.peer_failure_reason(live);
       ensure(!c.agree(ok, 5s), "agree should be false");
     });
-    CHECK(clock_type::now() - t0 < 5s);
+    // Every survivor caught a peer_failure (below), not a timeout_error from its 10 s deadline.
     for (int r = 0; r < n; ++r) {
       CAPTURE(r);
       if (r == victim) {
@@ -222,7 +220,6 @@ TEST_CASE("agree and shrink: a deadline raises timeout_error naming the missing 
     std::latch done(2);
     std::vector<std::string> msgs(3);
     std::vector<int> blamed(3, -99);
-    const auto t0 = clock_type::now();
     auto errs = w.run_collect([&](communicator& c) {
       if (c.rank() == 2) {  // alive, but never joins
         done.wait();
@@ -239,10 +236,7 @@ TEST_CASE("agree and shrink: a deadline raises timeout_error naming the missing 
       }
       done.count_down();
     });
-    const auto took = clock_type::now() - t0;
     REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
-    CHECK(took >= 150ms);
-    CHECK(took < 5s);
     for (int r : {0, 1}) {
       CAPTURE(r);
       const auto& m = msgs[static_cast<std::size_t>(r)];

@@ -166,7 +166,7 @@ class communicator {
   /// AND of their `flag`s, the same value on every rank. It completes once every rank not marked failed has
   /// called it (a rank failing meanwhile is dropped from the wait) and works on a revoked world. Calls
   /// are numbered per rank, so successive agreements never mix.
-  /// 	hrows timeout_error naming the ranks that did not call it within `timeout`. After a timeout this
+  /// \throws timeout_error naming the ranks that did not call it within `timeout`. After a timeout this
   ///   world's agreement state is undefined: treat it like a failure.
   bool agree(bool flag, std::chrono::milliseconds timeout);
   /// `agree(flag, timeout)` with DSSYNC_TIMEOUT (default 120 s).
@@ -176,7 +176,7 @@ class communicator {
   /// (`owner().members()` lists their ranks here). Every survivor gets the same child, whenever it calls.
   /// The child is owned by this world (references stay valid until `reset()`), is not revoked, and starts
   /// with fresh call numbers.
-  /// 	hrows timeout_error naming the ranks that did not call it within `timeout`; peer_failure if this
+  /// \throws timeout_error naming the ranks that did not call it within `timeout`; peer_failure if this
   ///   rank was marked failed before the survivors were fixed (it is not in the child).
   communicator& shrink(std::chrono::milliseconds timeout);
   /// `shrink(timeout)` with DSSYNC_TIMEOUT (default 120 s).
