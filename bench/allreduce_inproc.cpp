@@ -2,7 +2,7 @@
 //
 // For each policy (ring, direct), world size N and buffer size S (bytes per rank), N worker threads of
 // one dssync::transport::inproc::world all-reduce a float buffer with ops::sum through the canonical
-//   dssync::synchronize<dssync::topology::full_mesh, dssync::algorithms::X>(comm, full_mesh(N), buf, sum{}, opt)
+//   dssync::synchronize<dssync::algorithms::X>(comm, full_mesh(N), buf, sum{}, opt)
 // The time of one iteration runs from the moment a std::barrier across the N workers opens to the
 // moment the last rank returns from synchronize (the max over ranks); the reported time is the median
 // over the timed iterations. Each config is compared with a memory-bound lower time, 2*N*S bytes at
@@ -110,9 +110,8 @@ std::vector<std::size_t> check_indices(std::size_t count, int n) {
   return idx;
 }
 
-template <class Policy>
-measurement run_config(int n, std::size_t count, int iters, int warmup, const dssync::options& opt,
-                       memory_probe& mem, bool pin) {
+measurement run_config(const dssync::algorithms::policy_entry& policy, int n, std::size_t count, int iters,
+                       int warmup, const dssync::options& opt, memory_probe& mem, bool pin) {
   measurement m;
   m.rss_before = mem.start();
   dssync::transport::inproc::world w(n);
@@ -151,12 +150,12 @@ measurement run_config(int n, std::size_t count, int iters, int warmup, const ds
     bar.arrive_and_wait();
     for (int it = 0; it < total_iters; ++it) {
       bar.arrive_and_wait();
-      dssync::synchronize<dssync::topology::full_mesh, Policy>(comm, topo, buf, dssync::ops::sum{}, opt);
+      dssync::synchronize(comm, topo, policy, buf, dssync::ops::sum{}, opt);
       ends[static_cast<std::size_t>(it)][ur] = steady::now();
     }
     for (std::size_t i = 0; i < count; ++i) buf[i] = check_value(i, r);
     bar.arrive_and_wait();
-    dssync::synchronize<dssync::topology::full_mesh, Policy>(comm, topo, buf, dssync::ops::sum{}, opt);
+    dssync::synchronize(comm, topo, policy, buf, dssync::ops::sum{}, opt);
     bar.arrive_and_wait();
   };
   w.run([&](dssync::transport::inproc::communicator& comm) {
@@ -164,7 +163,7 @@ measurement run_config(int n, std::size_t count, int iters, int warmup, const ds
     try {
       rank_body(comm);
     } catch (const std::exception& e) {
-      std::cerr << "\nallreduce_inproc: " << Policy::name << " N=" << n << " " << count << " floats: rank "
+      std::cerr << "\nallreduce_inproc: " << policy.name << " N=" << n << " " << count << " floats: rank "
                 << comm.rank() << " failed: " << e.what() << std::endl;
       std::_Exit(1);
     }
@@ -198,7 +197,7 @@ measurement run_config(int n, std::size_t count, int iters, int warmup, const ds
     }
   }
   if (wrong != 0) {
-    std::cerr << "\nallreduce_inproc: WRONG RESULT (" << Policy::name << ", N=" << n << ", " << count
+    std::cerr << "\nallreduce_inproc: WRONG RESULT (" << policy.name << ", N=" << n << ", " << count
               << " floats): " << wrong << " mismatches; first: " << first_wrong << '\n';
     std::exit(3);
   }
@@ -207,9 +206,7 @@ measurement run_config(int n, std::size_t count, int iters, int warmup, const ds
 
 measurement run_policy(const std::string& policy, int n, std::size_t count, int iters, int warmup,
                        const dssync::options& opt, memory_probe& mem, bool pin) {
-  return dssync::algorithms::visit_policy(policy, [&](auto p) {
-    return run_config<decltype(p)>(n, count, iters, warmup, opt, mem, pin);
-  });
+  return run_config(dssync::algorithms::registry().at(policy), n, count, iters, warmup, opt, mem, pin);
 }
 
 struct row_result {

@@ -146,17 +146,14 @@ int main(int argc, char** argv) {
       const double mpi_t = median(mpi_times);
       for (std::size_t pi = 0; pi < cfg.policies.size(); ++pi) {
         const auto& policy = cfg.policies[pi];
+        const auto& entry = dssync::algorithms::registry().at(policy);
         prog.update(++step, policy + " " + size_label(bytes));
         std::vector<double> times;
         bool ok = true;
         for (int it = -1; it < iters; ++it) {
           fill(buf, rank);
           const double s = timed(MPI_COMM_WORLD, [&] {
-            dssync::algorithms::visit_policy(policy, [&](auto pol) {
-              using P = decltype(pol);
-              dssync::synchronize<dssync::topology::full_mesh, P>(comm, dssync::topology::full_mesh(n), buf,
-                                                                  dssync::ops::sum{}, opt);
-            });
+            dssync::synchronize(comm, dssync::topology::full_mesh(n), entry, buf, dssync::ops::sum{}, opt);
           });
           if (it >= 0) times.push_back(s);
           ok = ok && check(buf, n);

@@ -2,8 +2,8 @@
 //
 // N = n^k worker threads of one dssync::transport::inproc::world (default BCube(3,2), 9 workers) all-reduce
 // a float buffer with ops::sum, alternately through
-//   dssync::synchronize<topology::bcube, algorithms::bcube>(comm, bcube(n,k), buf, sum{}, opt)   // BML
-//   dssync::synchronize<topology::ring,  algorithms::ring >(comm, ring(N),    buf, sum{}, opt)   // the peer
+//   dssync::synchronize<algorithms::bcube>(comm, bcube(n,k), buf, sum{}, opt)   // BML
+//   dssync::synchronize<algorithms::ring>(comm, ring(N),    buf, sum{}, opt)   // the peer
 // in the same world, on the same buffers, interleaved A B B A A B ... so that drift in the machine's load
 // (2 shared cores here) hits both alike. One iteration's time runs from the moment a std::barrier across
 // the N workers opens to the moment the last rank returns; the median over iterations is reported, and
@@ -121,9 +121,9 @@ result run_size(const settings& s, std::size_t count, int iters, int warmup, mem
 
   auto call = [&](dssync::transport::inproc::communicator& comm, std::span<float> buf, policy_id p) {
     if (p == bml)
-      dssync::synchronize<dssync::topology::bcube, dssync::algorithms::bcube>(comm, bc, buf, dssync::ops::sum{}, s.opt);
+      dssync::synchronize<dssync::algorithms::bcube>(comm, bc, buf, dssync::ops::sum{}, s.opt);
     else
-      dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, rg, buf, dssync::ops::sum{}, s.opt);
+      dssync::synchronize<dssync::algorithms::ring>(comm, rg, buf, dssync::ops::sum{}, s.opt);
   };
   auto verify = [&](std::span<const float> buf, int r) {
     int bad = 0;

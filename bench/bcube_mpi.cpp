@@ -203,11 +203,9 @@ int main(int argc, char** argv) {
             const bool is_bml = cfg.policies[static_cast<std::size_t>(c)] == "bml";
             s = timed(MPI_COMM_WORLD, [&] {
               if (is_bml)
-                dssync::synchronize<dssync::topology::bcube, dssync::algorithms::bcube>(comm, bc, buf,
-                                                                                       dssync::ops::sum{}, opt);
+                dssync::synchronize<dssync::algorithms::bcube>(comm, bc, buf, dssync::ops::sum{}, opt);
               else
-                dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, rg, buf, dssync::ops::sum{},
-                                                                                     opt);
+                dssync::synchronize<dssync::algorithms::ring>(comm, rg, buf, dssync::ops::sum{}, opt);
             });
             if (!check(buf, p)) bad[static_cast<std::size_t>(c)] = 1;
           }

@@ -37,8 +37,7 @@ int main(int argc, char** argv) {
 
       MPI_Barrier(MPI_COMM_WORLD);
       const double t0 = MPI_Wtime();
-      dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(size), grads,
-                                                                           dssync::ops::average{});
+      dssync::synchronize<dssync::algorithms::ring>(comm, dssync::topology::ring(size), grads, dssync::ops::average{});
       const double t = MPI_Wtime() - t0;
 
       double max_err = 0;

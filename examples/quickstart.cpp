@@ -5,7 +5,7 @@
 // Each worker is a thread with its own communicator on a dssync::transport::inproc::world. Every
 // training step, each worker computes a gradient-like vector (sin(i*0.001) + rank + step) and calls
 //
-//   dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(
+//   dssync::synchronize<dssync::algorithms::ring>(
 //       comm, dssync::topology::ring(N), grads, dssync::ops::sum{});
 //
 // after which every worker holds the element-wise sum over all workers. The example checks each
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < count; ++i) g[i] = gradient(i, rank, step);
 
         sync_point.arrive_and_wait();
-        dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(
+        dssync::synchronize<dssync::algorithms::ring>(
             comm, dssync::topology::ring(comm.size()), g, dssync::ops::sum{});
         step_end[static_cast<std::size_t>(rank)] = std::chrono::steady_clock::now();
       });

@@ -10,6 +10,7 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include <dssync/algorithms/bounds.hpp>
 #include <dssync/algorithms/cost_model.hpp>
 #include <dssync/algorithms/registry.hpp>
 #include <dssync/core/chunking.hpp>
@@ -339,11 +340,7 @@ struct config {
   int top_links = 5;
 };
 
-std::string policy_list() {
-  std::string s;
-  for (auto n : alg::policy_names()) s += (s.empty() ? "" : ", ") + std::string(n);
-  return s;
-}
+std::string policy_list() { return alg::registry().known(); }
 
 /// What one run found.
 struct report {
@@ -358,7 +355,9 @@ struct report {
   std::string model_source, note;
   double bound = 0;
   std::string bound_rule;
-  double bound_nic = 0;  // bytes/s the bound divides by
+  double bound_nic = 0;  // bytes/s the bound divides by (per part for allreduce)
+  int bound_parts = 0;   // allreduce: the parts C of the binding partition (0: none reported)
+  std::string bound_partition;
   double busbw_factor = 1;
   bool verified = false;
   std::string verify_message;
@@ -369,28 +368,21 @@ struct report {
   std::string trace_file;
 };
 
-template <class Topo>
-dssync::schedule plan_allreduce(std::string_view name, const Topo& t, const std::vector<int>& failed,
+/// The plan of the registered policy `name` on `t`, around the ranks `failed` when there are any (for
+/// every policy with `plan_without`).
+dssync::schedule plan_allreduce(std::string_view name, const topo::any_topology& t, const std::vector<int>& failed,
                                 const dssync::plan_request& q) {
-  return alg::visit_policy(name, [&](auto p) -> dssync::schedule {
-    using P = decltype(p);
-    if constexpr (std::is_same_v<P, alg::bcube>) {
-      if constexpr (!requires { t.n(); t.k(); }) {
-        throw usage_error("policy bcube needs a BCube topology (--topology bcube:N,K), not " + std::string(t.name()));
-      }
-    }
-    if (!failed.empty()) {
-      if constexpr (requires { p.plan_without(t, failed, q); }) {
-        return p.plan_without(t, failed, q);
-      } else {
-        std::string list;
-        for (int r : failed) list += (list.empty() ? "" : ",") + std::to_string(r);
-        throw usage_error("policy " + std::string(P::name) + " cannot plan around failed ranks (--fail " + list +
-                          "): it has no plan_without(topology, failed_ranks, plan_request)");
-      }
-    }
-    return p.plan(t, q);
-  });
+  const alg::policy_entry& e = alg::registry().at(name);
+  if (name == alg::bcube::name && t.get_if<topo::bcube>() == nullptr)
+    throw usage_error("policy bcube needs a BCube topology (--topology bcube:N,K), not " + t.name());
+  if (failed.empty()) return e.plan(t, q);
+  if (!e.can_replan()) {
+    std::string list;
+    for (int r : failed) list += (list.empty() ? "" : ",") + std::to_string(r);
+    throw usage_error("policy " + e.name + " cannot plan around failed ranks (--fail " + list +
+                      "): it has no plan_without(topology, failed_ranks, plan_request)");
+  }
+  return e.plan_without(t, failed, q);
 }
 
 report run(const config& cfg) {
@@ -462,8 +454,7 @@ report run(const config& cfg) {
     }
     rep.policy = name;
     try {
-      if (const auto* b = any.get_if<topo::bcube>()) sched = plan_allreduce(name, *b, rep.failed, q);
-      else sched = plan_allreduce(name, any, rep.failed, q);
+      sched = plan_allreduce(name, any, rep.failed, q);
     } catch (const dssync::invalid_argument& e) {
       throw usage_error(e.what());
     }
@@ -510,37 +501,30 @@ report run(const config& cfg) {
 
   // Bound.
   const nic_bandwidth nic = nic_bandwidths(graph, n);
-  auto min_nic = [&](const std::vector<int>& ranks) {
-    double m = std::numeric_limits<double>::infinity();
-    for (int r : ranks) m = std::min({m, nic.out[static_cast<std::size_t>(r)], nic.in[static_cast<std::size_t>(r)]});
-    return m;
-  };
   if (kind == dssync::semantics::allreduce) {
+    // By cuts (algorithms/bounds.hpp): each rank's NICs, and the parts of the switch hierarchy (racks,
+    // pods), whose links leaving and entering them every schedule must cross.
+    alg::allreduce_bound b;
     if (sched.kind == dssync::semantics::group_allreduce) {
-      // Each group's members must move 2(g-1)/g·S.
-      double worst = 0, factor = 0, nic_used = 0;
+      // Each group alone must do its own allreduce; the worst group bounds them all.
+      double factor = 0;
       for (const auto& grp : sched.groups) {
         const double g = static_cast<double>(grp.size());
-        if (g < 2) continue;
-        const double bw = min_nic(grp);
-        const double t = 2 * (g - 1) / g * S / bw;
-        factor = std::max(factor, 2 * (g - 1) / g);
-        if (t > worst) {
-          worst = t;
-          nic_used = bw;
-        }
+        if (g >= 2) factor = std::max(factor, 2 * (g - 1) / g);
       }
-      rep.bound = worst;
-      rep.bound_nic = nic_used;
+      b = alg::group_allreduce_lower_bound(graph, S, sched.groups);
       rep.busbw_factor = factor;
-      rep.bound_rule = "group allreduce: each member of a group of g moves 2(g-1)/g*S through its NICs";
+      rep.bound_rule = "group allreduce, by cuts, the worst group alone (Patarasuk & Yuan on contracted parts): " +
+                       b.rule + "; " + b.partition;
     } else {
-      const double bw = min_nic(alive);
-      rep.bound_nic = bw;
+      b = alg::allreduce_lower_bound(graph, S, alive);
       rep.busbw_factor = N > 1 ? 2.0 * (N - 1) / N : 0.0;
-      rep.bound = N > 1 ? rep.busbw_factor * S / bw : 0.0;
-      rep.bound_rule = "allreduce: each rank moves 2(N-1)/N*S through its NICs (Patarasuk & Yuan)";
+      rep.bound_rule = "allreduce, by cuts (Patarasuk & Yuan on contracted parts): " + b.rule + "; " + b.partition;
     }
+    rep.bound = b.seconds;
+    rep.bound_nic = b.capacity;
+    rep.bound_parts = b.parts;
+    rep.bound_partition = b.partition;
   } else {
     // Broadcast: the root sends S, every other rank receives S. Reduce: the reverse.
     const auto root = static_cast<std::size_t>(cfg.root);
@@ -671,6 +655,10 @@ json to_json(const report& rep, int top) {
   j["bound_s"] = rep.bound;
   j["bound_rule"] = rep.bound_rule;
   j["bound_nic_Bps"] = std::isfinite(rep.bound_nic) ? json(rep.bound_nic) : json(nullptr);
+  if (!rep.bound_partition.empty()) {
+    j["bound_parts"] = rep.bound_parts;
+    j["bound_partition"] = rep.bound_partition;
+  }
   if (rep.verified && rep.time > 0) {
     const double algbw = static_cast<double>(rep.bytes) / rep.time / 1e9;
     j["algbw_GBps"] = algbw;
@@ -712,7 +700,11 @@ void print_table(std::ostream& os, const report& rep, int top) {
                                                                         ? "   (" + fixed(*rep.model / rep.time, 3) + " x time)"
                                                                         : "")
                                        : "- (" + rep.note + ")");
-  rows.emplace_back("bound", format_time(rep.bound) + "   (" + format_rate(rep.bound_nic) + " per rank)");
+  rows.emplace_back("bound", format_time(rep.bound) + "   (" +
+                                 (rep.bound_partition.empty()
+                                      ? format_rate(rep.bound_nic) + " per rank"
+                                      : format_rate(rep.bound_nic) + " per part, " + rep.bound_partition) +
+                                 ")");
   if (rep.verified && rep.time > 0) {
     const double algbw = static_cast<double>(rep.bytes) / rep.time;
     rows.emplace_back("bound/time", fixed(100 * rep.bound / rep.time, 1) + " %");
@@ -766,8 +758,10 @@ const char* details_text =
     "\n"
     "Output: time = simulated completion time; model = the cost model's prediction (cost_model.hpp:\n"
     "  try_predict, or bml_time for bcube; null when it has no formula); bound = the lower bound:\n"
-    "  allreduce 2(N-1)/N*S / (the lowest per-rank NIC bandwidth, all of a rank's links summed: k*B on\n"
-    "  BCube), broadcast/reduce S / (the root's NIC bandwidth, or another rank's if lower); algbw = S/time,\n"
+    "  allreduce, by cuts: for the ranks alone (NICs, all of a rank's links summed: k*B on BCube) and for\n"
+    "  the racks/pods of the switch hierarchy, 2(C-1)/C*S / (a part's cut bandwidth) over C parts, the\n"
+    "  largest (algorithms/bounds.hpp; bound_parts, bound_partition in JSON); broadcast/reduce S / (the\n"
+    "  root's NIC bandwidth, or another rank's if lower); algbw = S/time,\n"
     "  busbw = algbw*2(N-1)/N for allreduce (as nccl-tests), algbw for broadcast/reduce; verified = the\n"
     "  schedule verifier's verdict (an unverified schedule is not simulated: exit status 3).\n"
     "  Sizes take K, M, G, T suffixes (binary: 1G = 2^30 bytes); GB/s are 1e9 bytes/s.\n"

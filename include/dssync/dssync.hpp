@@ -1,6 +1,13 @@
 #pragma once
 /// \file
-/// The umbrella header: everything in dssync that needs no optional dependency (MPI, Eigen, Thrust).
+/// The core umbrella: the plan, the verifier, the executor, the in-process transport, the policies and
+/// their registry, the reduction ops and the topology models; `dssync::synchronize`.
+///
+/// The rest is opt-in, so a user pays only for what they include:
+///  - `dssync/sim.hpp`: the flow simulator, the simulated transport, scenarios and timelines;
+///  - `dssync/fault.hpp`: recovery from failed servers (`fault::synchronize_resilient`);
+///  - `dssync/detect.hpp`: the bandwidth probe;
+///  - `dssync/mpi.hpp`: the MPI transport (links `dssync::mpi`).
 
 #include "dssync/version.hpp"
 
@@ -26,7 +33,6 @@
 #include "dssync/topology/network.hpp"
 #include "dssync/topology/racks.hpp"
 #include "dssync/topology/ring.hpp"
-#include "dssync/topology/probe.hpp"
 #include "dssync/topology/spec.hpp"
 #include "dssync/topology/star.hpp"
 // dssync/topology/graphviz.hpp (read_dot) is not included: it links Boost.Graph's library (Boost::graph).
@@ -37,13 +43,8 @@
 
 #include "dssync/codecs/identity.hpp"
 
-#include "dssync/sim/simulator.hpp"
-
 #include "dssync/transport/agreement.hpp"
 #include "dssync/transport/executor.hpp"
 #include "dssync/transport/inproc.hpp"
-#include "dssync/transport/sim.hpp"
 
 #include "dssync/synchronize.hpp"
-
-#include "dssync/fault/recovery.hpp"

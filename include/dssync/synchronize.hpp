@@ -4,6 +4,8 @@
 /// together, plans (and caches) the schedule, checks that ranks agree, runs the schedule and finalizes.
 
 #include <chrono>
+#include <functional>
+#include <typeinfo>
 #include <cstddef>
 #include <list>
 #include <memory>
@@ -42,31 +44,68 @@ using element_of = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
 template <class Range>
 inline constexpr bool mutable_range = !std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<Range>>>;
 
-/// The plan of `p` on `t` for `q`, from a small per-thread cache when the policy allows it.
+/// A small per-thread LRU cache of plans, keyed by text. Ranks of the in-process transport are threads,
+/// so each holds its own plans.
+inline std::shared_ptr<const schedule> cached_plan(std::string key,
+                                                   const std::function<std::shared_ptr<const schedule>()>& build) {
+  thread_local std::list<std::pair<std::string, std::shared_ptr<const schedule>>> cache;
+  for (auto it = cache.begin(); it != cache.end(); ++it)
+    if (it->first == key) {
+      cache.splice(cache.begin(), cache, it);
+      return cache.front().second;
+    }
+  auto s = build();
+  cache.emplace_front(std::move(key), s);
+  if (cache.size() > 16) cache.pop_back();
+  return s;
+}
+
+/// The cache key of a plan: who plans (`who`, distinct for every policy type or registry entry), what
+/// its plans depend on (`policy_key`: its `cache_key`), the topology, the count and the verify flag.
+template <class Topo>
+std::string plan_key(std::string_view who, const std::string& policy_key, const Topo& t, plan_request q,
+                     const options& opt) {
+  std::string key(who);
+  key += '|';
+  key += policy_key;
+  key += '|';
+  key += t.name();
+  key += '|';
+  key += std::to_string(q.count);
+  key += opt.verify ? "|v" : "|-";
+  return key;
+}
+
+/// Builds a plan with `make`, verifying it when `opt.verify`, and logs it at trace level.
+template <class Make>
+std::shared_ptr<const schedule> build_plan(Make&& make, const options& opt, int rank) {
+  auto s = std::make_shared<schedule>(make());
+  if (opt.verify) verify_or_throw(*s);
+  s->fingerprint_cache = fingerprint(*s);
+  detail::log(opt, log_level::trace, rank, "planned\n", to_string(*s, rank));
+  return s;
+}
+
+/// The plan of `p` on `t` for `q`, from the per-thread cache when the policy allows it
+/// (`is_cacheable_policy`), keyed by the policy's type and `cache_key`.
 template <class Policy, class Topo>
 std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request q, const options& opt, int rank) {
-  auto build = [&] {
-    auto s = std::make_shared<schedule>(p.plan(t, q));
-    if (opt.verify) verify_or_throw(*s);
-    detail::log(opt, log_level::trace, rank, "planned\n", to_string(*s, rank));
-    return std::shared_ptr<const schedule>(std::move(s));
-  };
+  auto build = [&] { return build_plan([&] { return p.plan(t, q); }, opt, rank); };
   if constexpr (!is_cacheable_policy<Policy>) {
     return build();
   } else {
-    thread_local std::list<std::pair<std::string, std::shared_ptr<const schedule>>> cache;
-    std::string key = std::string(Policy::name) + '|' + t.name() + '|' + std::to_string(q.count) + '|' +
-                      std::to_string(opt.verify);
-    for (auto it = cache.begin(); it != cache.end(); ++it)
-      if (it->first == key) {
-        cache.splice(cache.begin(), cache, it);
-        return cache.front().second;
-      }
-    auto s = build();
-    cache.emplace_front(std::move(key), s);
-    if (cache.size() > 16) cache.pop_back();
-    return s;
+    const std::string who = std::string(Policy::name) + '#' + typeid(Policy).name();
+    return cached_plan(plan_key(who, policy_cache_key(p, q), t, q, opt), build);
   }
+}
+
+/// The plan of the registered policy `e` on `t` for `q`, cached as above when `e.cacheable`.
+inline std::shared_ptr<const schedule> plan_for_entry(const algorithms::policy_entry& e,
+                                                      const algorithms::topology_ref& t, plan_request q,
+                                                      const options& opt, int rank) {
+  auto build = [&] { return build_plan([&] { return e.plan(t, q); }, opt, rank); };
+  if (!e.cacheable) return build();
+  return cached_plan(plan_key("registry:" + e.name, e.key(q), t, q, opt), build);
 }
 
 template <concepts::transport Transport, class E, class Op>
@@ -81,7 +120,8 @@ void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op,
   const std::uint32_t call = comm.next_call();
   if (opt.check_agreement)
     agree(comm,
-          signature::make(data.size(), comm.size(), dtype_of<E>, sizeof(E), op_id<Op>(), op_name<Op>(), plan.policy),
+          signature::make(data.size(), comm.size(), dtype_of<E>, sizeof(E), op_id<Op>(), op_name<Op>(), plan.policy,
+                          plan.fingerprint_cache != 0 ? plan.fingerprint_cache : fingerprint(plan)),
           opt, call);
   execute(comm, plan, data, op, opt, call);
   if constexpr (concepts::finalizing_op<Op, E>) op.finalize(data, plan.contributors(me));
@@ -116,17 +156,17 @@ constexpr void check_op() {
 /// Synchronizes `data` across all ranks of `comm` with the schedule `Policy` plans on `topo`, combining
 /// with `op` (default sum). On return every rank holds the result, bitwise identical on all ranks.
 ///
-/// \tparam Topology  a `concepts::topology` (e.g. `topology::ring`), deduced from `topo`
 /// \tparam Policy    a `concepts::policy` for `Topology` (e.g. `algorithms::ring`); give it explicitly
 /// \tparam Transport a `concepts::transport` (e.g. `transport::inproc::communicator`), deduced
+/// \tparam Topology  a `concepts::topology` (e.g. `topology::ring`), deduced from `topo`
 /// \param data       a contiguous range of mutable elements: `std::vector`, `std::span`, `std::array`, ...
 /// \throws invalid_argument (topology does not fit the world), mismatch_error (ranks disagree on count,
 ///   type, op or policy), timeout_error, peer_failure, malformed_payload.
 ///
 /// ```
-/// dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(8), grads);
+/// dssync::synchronize<dssync::algorithms::ring>(comm, dssync::topology::ring(8), grads);
 /// ```
-template <concepts::topology Topology, class Policy, concepts::transport Transport, std::ranges::contiguous_range Range,
+template <class Policy, concepts::transport Transport, concepts::topology Topology, std::ranges::contiguous_range Range,
           class Op = ops::sum>
   requires concepts::policy<Policy, Topology> && std::ranges::sized_range<Range>
 void synchronize(Transport& comm, const Topology& topo, Range&& data, const Op& op = {}, const options& opt = {}) {
@@ -134,10 +174,12 @@ void synchronize(Transport& comm, const Topology& topo, Range&& data, const Op& 
   synchronize(comm, topo, policy, std::forward<Range>(data), op, opt);
 }
 
-/// As above, with a policy object, for policies that keep state across iterations.
-template <concepts::topology Topology, class Policy, concepts::transport Transport, std::ranges::contiguous_range Range,
+/// As above, with a policy object: for policies with parameters (`double_binary_tree{.pipeline = 4}`),
+/// or that keep state across iterations (gossip).
+template <concepts::transport Transport, concepts::topology Topology, class Policy, std::ranges::contiguous_range Range,
           class Op = ops::sum>
-  requires concepts::policy<Policy, Topology> && std::ranges::sized_range<Range>
+  requires concepts::policy<Policy, Topology> && std::ranges::sized_range<Range> &&
+           (!std::is_same_v<std::remove_cv_t<Policy>, algorithms::policy_entry>)
 void synchronize(Transport& comm, const Topology& topo, Policy& policy, Range&& data, const Op& op = {},
                  const options& opt = {}) {
   using E = detail::element_of<Range>;
@@ -173,8 +215,29 @@ void synchronize(Transport& comm, const schedule& plan, Range&& data, const Op& 
   detail::run(comm, plan, view, op, opt);
 }
 
+/// As above, with a registered policy (`algorithms::registry().at("ring")`, a user's policy too) on a
+/// topology: the run-time choice that DSSYNC_ALGO and the short form make.
+/// \throws invalid_argument as above.
+template <concepts::transport Transport, concepts::topology Topology, std::ranges::contiguous_range Range,
+          class Op = ops::sum>
+  requires std::ranges::sized_range<Range>
+void synchronize(Transport& comm, const Topology& topo, const algorithms::policy_entry& policy, Range&& data,
+                 const Op& op = {}, const options& opt = {}) {
+  using E = detail::element_of<Range>;
+  static_assert(detail::mutable_range<Range>, "dssync::synchronize: the buffer must be mutable (not const)");
+  detail::check_op<Op, E>();
+  detail::validate_topology(topo, comm);
+  std::span<E> view(std::ranges::data(data), std::ranges::size(data));
+  const auto plan =
+      detail::plan_for_entry(policy, topo, plan_request{view.size(), opt.iteration}, opt, comm.rank());
+  detail::run(comm, *plan, view, op, opt);
+}
+
 /// The short form: all-reduces `data` over `comm` with `op` (default sum) on a full-mesh view of the
-/// world, with the policy DSSYNC_ALGO names, or `default_policy`.
+/// world, with the registered policy DSSYNC_ALGO names, or `default_policy`.
+/// \throws invalid_argument, naming the policy, if DSSYNC_ALGO names an unknown policy or one whose plans
+///   are not allreduces (gossip averages over pairs: use `synchronize(comm, topo, gossip_object, data)`,
+///   whose object rotates the pairs from call to call).
 ///
 /// ```
 /// dssync::synchronize(comm, grads);                      // sum
@@ -183,15 +246,19 @@ void synchronize(Transport& comm, const schedule& plan, Range&& data, const Op& 
 template <concepts::transport Transport, std::ranges::contiguous_range Range, class Op = ops::sum>
   requires std::ranges::sized_range<Range> && (!concepts::topology<std::remove_cvref_t<Range>>)
 void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options& opt = {}) {
-  using E = detail::element_of<Range>;
-  static_assert(detail::mutable_range<Range>, "dssync::synchronize: the buffer must be mutable (not const)");
-  detail::check_op<Op, E>();
-  const topology::full_mesh topo(comm.size());
-  std::span<E> view(std::ranges::data(data), std::ranges::size(data));
-  algorithms::visit_policy(algorithms::policy_from_env(default_policy), [&](auto policy) {
-    const auto plan = detail::plan_for(policy, topo, plan_request{view.size(), opt.iteration}, opt, comm.rank());
-    detail::run(comm, *plan, view, op, opt);
-  });
+  const std::string_view name = algorithms::policy_from_env(default_policy);
+  const algorithms::policy_entry* e = algorithms::registry().find(name);
+  if (e == nullptr)
+    throw invalid_argument("dssync::synchronize: rank " + std::to_string(comm.rank()) + ": DSSYNC_ALGO names policy \"" +
+                               std::string(name) + "\", which is not registered (known: " +
+                               algorithms::registry().known() + ")",
+                           comm.rank());
+  if (e->promises != semantics::allreduce)
+    throw invalid_argument("dssync::synchronize: rank " + std::to_string(comm.rank()) + ": DSSYNC_ALGO names policy \"" +
+                               e->name + "\", whose plans are a " + to_string(e->promises) +
+                               ", not the allreduce of the short form; pass it a topology and a policy object instead",
+                           comm.rank());
+  synchronize(comm, topology::full_mesh(comm.size()), *e, std::forward<Range>(data), op, opt);
 }
 
 }  // namespace dssync

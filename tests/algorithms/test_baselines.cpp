@@ -496,10 +496,9 @@ TEST_CASE_TEMPLATE("allreduce baselines end to end match the oracle, bitwise ide
       const auto in = dssync_test::random_inputs<float>(gen, n, count);
       std::vector<std::vector<float>> out(static_cast<std::size_t>(n));
       auto run = [&](const auto& topo, const dssync::options& opt) {
-        using Topo = std::remove_cvref_t<decltype(topo)>;
         auto errs = dssync_test::run_world(n, [&](auto& comm) {
           auto d = in[static_cast<std::size_t>(comm.rank())];
-          dssync::synchronize<Topo, P>(comm, topo, d, dssync::ops::sum{}, opt);
+          dssync::synchronize<P>(comm, topo, d, dssync::ops::sum{}, opt);
           out[static_cast<std::size_t>(comm.rank())] = std::move(d);
         });
         REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
@@ -531,8 +530,8 @@ TEST_CASE("hierarchical and parameter server end to end on uneven racks, integer
       auto errs = dssync_test::run_world(n, [&](auto& comm) {
         auto a = in[static_cast<std::size_t>(comm.rank())];
         auto b = a;
-        dssync::synchronize<rack_topo, hierarchical>(comm, topo, a, dssync::ops::sum{}, dssync_test::test_options());
-        dssync::synchronize<rack_topo, parameter_server>(comm, topo, b, dssync::ops::sum{}, dssync_test::test_options());
+        dssync::synchronize<hierarchical>(comm, topo, a, dssync::ops::sum{}, dssync_test::test_options());
+        dssync::synchronize<parameter_server>(comm, topo, b, dssync::ops::sum{}, dssync_test::test_options());
         h[static_cast<std::size_t>(comm.rank())] = std::move(a);
         p[static_cast<std::size_t>(comm.rank())] = std::move(b);
       });
@@ -569,7 +568,7 @@ TEST_CASE("gossip end to end: each pair ends with its mean; a kept policy object
     std::vector<std::vector<double>> out(static_cast<std::size_t>(n));
     auto errs = dssync_test::run_world(n, [&](auto& comm) {
       auto d = in[static_cast<std::size_t>(comm.rank())];
-      dssync::synchronize<full_mesh, gossip>(comm, full_mesh(n), d, dssync::ops::average{}, dssync_test::test_options());
+      dssync::synchronize<gossip>(comm, full_mesh(n), d, dssync::ops::average{}, dssync_test::test_options());
       out[static_cast<std::size_t>(comm.rank())] = std::move(d);
     });
     REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));

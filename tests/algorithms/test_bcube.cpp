@@ -62,7 +62,7 @@ TEST_SUITE("algorithms") {
     dssync::transport::inproc::world w(8);
     auto errors = w.run_collect([](auto& comm) {
       std::vector<float> v(10, 1.f);
-      dssync::synchronize<dssync::topology::bcube, dssync::algorithms::bcube>(comm, dssync::topology::bcube(3, 2), v);
+      dssync::synchronize<dssync::algorithms::bcube>(comm, dssync::topology::bcube(3, 2), v);
     });
     for (auto& e : errors) {
       REQUIRE(e);
@@ -89,7 +89,7 @@ TEST_SUITE("inproc algorithms") {
         w.run([&](auto& comm) {
           std::vector<float> v(count);
           for (std::size_t i = 0; i < count; ++i) v[i] = static_cast<float>((i % 13) * (comm.rank() + 1));
-          dssync::synchronize<dssync::topology::bcube, dssync::algorithms::bcube>(
+          dssync::synchronize<dssync::algorithms::bcube>(
               comm, dssync::topology::bcube(c.n, c.k), v, dssync::ops::sum{}, opt);
           out[static_cast<std::size_t>(comm.rank())] = std::move(v);
         });

@@ -201,9 +201,9 @@ TEST_CASE("cacheable plans are built once per thread and key; uncacheable ones e
   auto errs = dssync_test::run_world(3, [&](auto& comm) {
     std::vector<std::int32_t> a(100, comm.rank() + 1);
     for (int i = 0; i < 4; ++i)
-      dssync::synchronize<full_mesh, counted_ring>(comm, full_mesh(3), a, dssync::ops::max{}, dssync_test::test_options());
+      dssync::synchronize<counted_ring>(comm, full_mesh(3), a, dssync::ops::max{}, dssync_test::test_options());
     std::vector<std::int32_t> b(50, 1);
-    dssync::synchronize<full_mesh, counted_ring>(comm, full_mesh(3), b, dssync::ops::sum{}, dssync_test::test_options());
+    dssync::synchronize<counted_ring>(comm, full_mesh(3), b, dssync::ops::sum{}, dssync_test::test_options());
     alternating pol;
     std::vector<std::int32_t> c(64, comm.rank());
     for (int i = 0; i < 4; ++i)
@@ -224,7 +224,7 @@ TEST_CASE("cacheable plans are built once per thread and key; uncacheable ones e
 TEST_CASE("the minimal policy model runs on a world of one") {
   std::vector<float> d{1.0f, 2.0f};
   auto errs = dssync_test::run_world(1, [&](auto& comm) {
-    dssync::synchronize<dssync::topology::ring, solo>(comm, dssync::topology::ring(1), d, dssync::ops::average{});
+    dssync::synchronize<solo>(comm, dssync::topology::ring(1), d, dssync::ops::average{});
   });
   REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
   CHECK(d == std::vector<float>{1.0f, 2.0f});
@@ -237,8 +237,8 @@ TEST_CASE("DSSYNC_ALGO picks the policy of the short form") {
     return dssync_test::run_world(3, [&](auto& comm) {
       std::vector<double> d(30, 1.0);
       if (comm.rank() == 0)
-        dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(3), d, dssync::ops::sum{},
-                                                                   dssync_test::test_options());
+        dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(3), d, dssync::ops::sum{},
+            dssync_test::test_options());
       else
         dssync::synchronize(comm, d, dssync::ops::sum{}, dssync_test::test_options());
     });

@@ -19,8 +19,8 @@ enum class form { canonical_ring, canonical_direct, short_form };
 
 const char* to_string(form f) {
   switch (f) {
-    case form::canonical_ring: return "synchronize<full_mesh, ring>";
-    case form::canonical_direct: return "synchronize<full_mesh, direct>";
+    case form::canonical_ring: return "synchronize<ring>";
+    case form::canonical_direct: return "synchronize<direct>";
     case form::short_form: return "synchronize(comm, data, op)";
   }
   return "?";
@@ -39,11 +39,11 @@ void property_case(std::mt19937& g, int n, std::size_t count, op_kind k, form f,
     dssync_test::with_op(k, [&](auto op) {
       switch (f) {
         case form::canonical_ring:
-          dssync::synchronize<dssync::topology::full_mesh, dssync::algorithms::ring>(
+          dssync::synchronize<dssync::algorithms::ring>(
               comm, dssync::topology::full_mesh(n), data, op, opt);
           break;
         case form::canonical_direct:
-          dssync::synchronize<dssync::topology::full_mesh, dssync::algorithms::direct>(
+          dssync::synchronize<dssync::algorithms::direct>(
               comm, dssync::topology::full_mesh(n), data, op, opt);
           break;
         case form::short_form:
@@ -197,7 +197,7 @@ TEST_CASE("buffers: std::vector, std::span (lvalue and temporary), std::array an
 
     std::array<std::int32_t, 9> a{};
     a.fill(10 + r);
-    dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(n), a, dssync::ops::min{}, opt);
+    dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(n), a, dssync::ops::min{}, opt);
     good &= std::all_of(a.begin(), a.end(), [](std::int32_t x) { return x == 10; });
 
     fixed_buffer<float> fb(11);
@@ -219,10 +219,10 @@ TEST_CASE("empty buffers on any world size, with every form") {
       dssync::synchronize(comm, e);
       dssync::synchronize(comm, std::span<double>(), dssync::ops::average{});
       std::array<std::int32_t, 0> z{};
-      dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(n), z, dssync::ops::max{},
-                                                                 dssync_test::test_options());
-      dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(n), e,
-                                                                            dssync::ops::min{}, dssync_test::test_options());
+      dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(n), z, dssync::ops::max{},
+          dssync_test::test_options());
+      dssync::synchronize<dssync::algorithms::ring>(comm, dssync::topology::ring(n), e,
+          dssync::ops::min{}, dssync_test::test_options());
     });
     REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
   }
@@ -235,9 +235,8 @@ TEST_CASE("a world of one leaves the data as it is for every op") {
     dssync::synchronize(comm, d);
     dssync::synchronize(comm, d, dssync::ops::average{});
     dssync::synchronize(comm, i, dssync::ops::average{});
-    dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(1), i, dssync::ops::min{});
-    dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(1), i,
-                                                                          dssync::ops::max{});
+    dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(1), i, dssync::ops::min{});
+    dssync::synchronize<dssync::algorithms::ring>(comm, dssync::topology::ring(1), i, dssync::ops::max{});
   });
   REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
   CHECK(d == std::vector<double>{1.5, -2.25, 3.0});
@@ -256,9 +255,9 @@ TEST_CASE("results are the same whatever the policy, and identical over repeated
     ring[r] = inputs[r];
     ring_again[r] = inputs[r];
     direct[r] = inputs[r];
-    dssync::synchronize<full_mesh, dssync::algorithms::ring>(comm, full_mesh(n), ring[r], dssync::ops::sum{}, opt);
-    dssync::synchronize<full_mesh, dssync::algorithms::ring>(comm, full_mesh(n), ring_again[r], dssync::ops::sum{}, opt);
-    dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(n), direct[r], dssync::ops::sum{}, opt);
+    dssync::synchronize<dssync::algorithms::ring>(comm, full_mesh(n), ring[r], dssync::ops::sum{}, opt);
+    dssync::synchronize<dssync::algorithms::ring>(comm, full_mesh(n), ring_again[r], dssync::ops::sum{}, opt);
+    dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(n), direct[r], dssync::ops::sum{}, opt);
   });
   REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
   CHECK(first_bitwise_difference(ring) == -1);

@@ -201,8 +201,7 @@ TEST_CASE("user functors work with synchronize: a bitwise-or struct, a stateful 
       // Rank r sets bit r (and bit 31 everywhere) in element i when i % (r+1) == 0.
       std::vector<std::uint32_t> b(37);
       for (std::size_t i = 0; i < b.size(); ++i) b[i] = (i % static_cast<std::size_t>(r + 1) == 0 ? 1u << r : 0u) | 1u << 31;
-      dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(n), b,
-                                                                            bitwise_or{}, opt);
+      dssync::synchronize<dssync::algorithms::ring>(comm, dssync::topology::ring(n), b, bitwise_or{}, opt);
       bits[static_cast<std::size_t>(r)] = b;
       std::vector<std::int64_t> s(20);
       for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<std::int64_t>(i) * (r + 1);
@@ -210,7 +209,7 @@ TEST_CASE("user functors work with synchronize: a bitwise-or struct, a stateful 
       sat[static_cast<std::size_t>(r)] = s;
       std::vector<int> x(11, 1 << r);
       x[3] = 0;
-      dssync::synchronize<dssync::topology::full_mesh, dssync::algorithms::direct>(
+      dssync::synchronize<dssync::algorithms::direct>(
           comm, dssync::topology::full_mesh(n), x, [](int a, int c) { return a ^ c; }, opt);
       xors[static_cast<std::size_t>(r)] = x;
     });

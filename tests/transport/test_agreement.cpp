@@ -103,9 +103,9 @@ TEST_CASE("agreement: a mismatched policy (ring vs direct, canonical form) fails
     std::vector<double> data(1000, 2.0);
     const auto opt = dssync_test::test_options();
     if (comm.rank() == odd)
-      dssync::synchronize<full_mesh, dssync::algorithms::ring>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
+      dssync::synchronize<dssync::algorithms::ring>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
     else
-      dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
+      dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
   });
   check_mismatch(errs, odd, {"policy", "ring", "direct"});
 }
@@ -132,11 +132,11 @@ TEST_CASE("a topology that does not fit the world raises invalid_argument naming
   auto errs = dssync_test::run_world(n, [&](auto& comm) {
     std::vector<float> data(100, 1.0f);
     try {
-      dssync::synchronize<dssync::topology::ring, dssync::algorithms::ring>(comm, dssync::topology::ring(3), data);
+      dssync::synchronize<dssync::algorithms::ring>(comm, dssync::topology::ring(3), data);
     } catch (const dssync::invalid_argument&) {
       // Then the full mesh of 5.
       try {
-        dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(5), data);
+        dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(5), data);
       } catch (const dssync::invalid_argument& e) {
         reached[static_cast<std::size_t>(comm.rank())] = has_number(e.what(), 5) && has_number(e.what(), 4);
       }
@@ -178,6 +178,10 @@ TEST_CASE("signature comparison names the first difference and both values") {
   CHECK(has_all(compare(base, 0, other, 1), {"other(12 bytes)"}));
   CHECK(has_all(compare(base, 0, op, 1), {"reduction op", "sum", "max"}));
   CHECK(has_all(compare(base, 0, pol, 1), {"policy", "ring", "direct"}));
+  const auto plan_a = signature::make(1000, 4, dssync::dtype::float32, 4, 1, "sum", "ring", 0x1234);
+  const auto plan_b = signature::make(1000, 4, dssync::dtype::float32, 4, 1, "sum", "ring", 0xabcdef);
+  CHECK(has_all(compare(plan_a, 2, plan_b, 3),
+                {"plan fingerprint", "rank 2 has 0x0000000000001234", "rank 3 has 0x0000000000abcdef"}));
   // Two user ops of different types and the same readable name still differ (by id).
   const auto u1 = signature::make(1, 2, dssync::dtype::int32, 4, 0x80000001u, "user", "ring");
   const auto u2 = signature::make(1, 2, dssync::dtype::int32, 4, 0x80000002u, "user", "ring");
@@ -188,6 +192,60 @@ TEST_CASE("signature comparison names the first difference and both values") {
   CHECK(std::string(l.op_name.data()) == std::string(23, 'x'));
   CHECK(std::string(l.policy.data()) == std::string(23, 'x'));
   static_assert(std::is_trivially_copyable_v<signature>);
+}
+
+TEST_CASE("ranks that plan different schedules of one policy fail with mismatch_error naming both fingerprints") {
+  // double_binary_tree with pipeline 1 on ranks 0 and 1, 4 on rank 2: same policy name, count, type and
+  // op, different messages. Before the plan fingerprint joined the signature, the agreement passed and
+  // the data exchange went wrong (mismatched message lengths, or a hang until the deadline).
+  const int n = 3;
+  std::vector<std::string> msgs(n);
+  std::vector<int> other(n, -1);
+  auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    std::vector<float> d(40000, 1.0f);
+    dssync::algorithms::double_binary_tree p{.pipeline = comm.rank() == 2 ? 4u : 1u};
+    try {
+      dssync::synchronize(comm, full_mesh(n), p, d, dssync::ops::sum{}, dssync_test::test_options());
+    } catch (const dssync::mismatch_error& e) {
+      msgs[static_cast<std::size_t>(comm.rank())] = e.what();
+      other[static_cast<std::size_t>(comm.rank())] = e.peer();
+    }
+  });
+  REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    const auto& m = msgs[static_cast<std::size_t>(r)];
+    CHECK_MESSAGE(contains(m, "plan fingerprint"), m);
+    CHECK_MESSAGE(names_rank(m, r), m);
+    CHECK_MESSAGE(names_rank(m, r == 2 ? 0 : 2), m);
+    CHECK(other[static_cast<std::size_t>(r)] == (r == 2 ? 0 : 2));
+  }
+}
+
+TEST_CASE("plan fingerprints: stable, equal for equal plans, changed by anything that executes differently") {
+  const auto a = dssync::algorithms::ring::build(4, 100);
+  CHECK(dssync::fingerprint(a) == dssync::fingerprint(dssync::algorithms::ring::build(4, 100)));
+  // Pinned: the hash must not change between builds or machines (ranks of different builds compare it).
+  CHECK(dssync::fingerprint(a) == 0xba3ff63e60436c01ull);
+  auto b = a;
+  b.ranks[1].channels[0].steps[2].data.offset += 1;
+  CHECK(dssync::fingerprint(b) != dssync::fingerprint(a));
+  auto c = a;
+  c.ranks[3].channels[0].steps[0].peer = 2;
+  CHECK(dssync::fingerprint(c) != dssync::fingerprint(a));
+  auto k = a;
+  k.ranks[0].channels[0].steps[1].kind = dssync::step_kind::recv_copy;
+  CHECK(dssync::fingerprint(k) != dssync::fingerprint(a));
+  CHECK(dssync::fingerprint(dssync::algorithms::ring::build(4, 101)) != dssync::fingerprint(a));
+  CHECK(dssync::fingerprint(dssync::algorithms::direct::build(4, 100)) != dssync::fingerprint(a));
+  // The simulator's stage annotation and the cached value do not count.
+  auto st = a;
+  st.ranks[2].channels[0].steps[3].stage = 7;
+  CHECK(dssync::fingerprint(st) == dssync::fingerprint(a));
+  auto cached = a;
+  cached.fingerprint_cache = 99;
+  CHECK(dssync::fingerprint(cached) == dssync::fingerprint(a));
+  CHECK(cached == a);  // a cache, not part of the value
 }
 
 }  // TEST_SUITE

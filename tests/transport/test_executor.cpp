@@ -31,7 +31,7 @@ std::pair<std::vector<std::vector<T>>, std::vector<std::exception_ptr>> run_poli
   auto errs = w.run_collect([&](auto& comm) {
     std::vector<T> data(count);
     for (std::size_t i = 0; i < count; ++i) data[i] = static_cast<T>(comm.rank() + 1 + static_cast<int>(i % 7));
-    dssync::synchronize<full_mesh, Policy>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
+    dssync::synchronize<Policy>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
     out[static_cast<std::size_t>(comm.rank())] = std::move(data);
   });
   return {std::move(out), std::move(errs)};
@@ -209,9 +209,9 @@ TEST_CASE("fault injection: the faulty rank throws injected_fault, all others fa
       std::vector<float> data(1000, 1.0f);
       if (comm.rank() == f.victim) comm.owner().inject_fault(f.victim, f.step);
       if (f.ring)
-        dssync::synchronize<full_mesh, dssync::algorithms::ring>(comm, full_mesh(f.n), data, dssync::ops::sum{}, opt);
+        dssync::synchronize<dssync::algorithms::ring>(comm, full_mesh(f.n), data, dssync::ops::sum{}, opt);
       else
-        dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(f.n), data, dssync::ops::sum{}, opt);
+        dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(f.n), data, dssync::ops::sum{}, opt);
     });
     CHECK_MESSAGE(clock_type::now() - t0 < 10s, "the failure took more than 10 s to surface");
     check_failure_outcome(errs, f.victim, true);
@@ -313,9 +313,9 @@ TEST_CASE("a silent rank during the steps makes its peer time out naming it and 
       }
       std::vector<float> data(100, 1.0f);
       if (ring)
-        dssync::synchronize<full_mesh, dssync::algorithms::ring>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
+        dssync::synchronize<dssync::algorithms::ring>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
       else
-        dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
+        dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(n), data, dssync::ops::sum{}, opt);
     });
     CHECK(clock_type::now() - t0 < 10s);
     const std::string m = what(errs[0]);
@@ -356,8 +356,8 @@ TEST_CASE("many collectives in one job keep call numbers in step") {
     for (int k = 0; k < 20; ++k) {
       // Alternate policies, sizes and ops; each call must match its peers' call of the same number.
       std::vector<std::int32_t> b(static_cast<std::size_t>(k), 1);
-      dssync::synchronize<full_mesh, dssync::algorithms::direct>(comm, full_mesh(3), b, dssync::ops::sum{},
-                                                                 dssync_test::test_options());
+      dssync::synchronize<dssync::algorithms::direct>(comm, full_mesh(3), b, dssync::ops::sum{},
+          dssync_test::test_options());
       if (!std::all_of(b.begin(), b.end(), [](std::int32_t x) { return x == 3; }))
         throw dssync_test::check_failed("direct sum wrong at call " + std::to_string(k));
       dssync::synchronize(comm, a, dssync::ops::max{}, dssync_test::test_options());

@@ -2,9 +2,11 @@
 // 2, 3 and 4 ranks. Each process runs its own rank of every contract run; the outcomes and the values the
 // contract checks after a run are exchanged with plain MPI collectives on MPI_COMM_WORLD.
 //
-// What the MPI transport cannot do is declared, not skipped: OpenMPI cannot reliably cancel a send
-// (cancel_retracts = false), and without ULFM peer_failed() never turns true (detects_failures = false;
-// the failure census, T::census, names dead ranks after a timeout instead, which the contract requires).
+// What the MPI transport cannot do is declared, not left out: OpenMPI cannot reliably cancel a send, so a
+// withdrawn send may still be delivered, with the bytes it had at isend (cancel_retracts = false; the
+// transport sends from its own copy, see test_mpi_transport.cpp), and without ULFM peer_failed() never
+// turns true (detects_failures = false; the failure census, T::census, names dead ranks after a timeout
+// instead, which the contract requires).
 #include <doctest/doctest.h>
 
 #include <dssync/transport/mpi.hpp>

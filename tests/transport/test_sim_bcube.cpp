@@ -41,7 +41,7 @@ TEST_CASE("sim transport: BML on BCube(3,2) and (2,3) equals the oracle and take
         std::vector<std::int64_t> v(count);
         for (std::size_t i = 0; i < count; ++i) v[i] = static_cast<std::int64_t>(i % 7 + 1) << (5 * comm.rank());
         start[static_cast<std::size_t>(comm.rank())] = comm.now();
-        dssync::synchronize<topo::bcube, dssync::algorithms::bcube>(comm, t, v, dssync::ops::sum{}, opt);
+        dssync::synchronize<dssync::algorithms::bcube>(comm, t, v, dssync::ops::sum{}, opt);
         end[static_cast<std::size_t>(comm.rank())] = comm.now();
         out[static_cast<std::size_t>(comm.rank())] = std::move(v);
       });

@@ -105,7 +105,7 @@ double timed_ring(tsim::world& w, const Topology& t, std::size_t count, const ds
     v.resize(count);
     for (std::size_t i = 0; i < count; ++i) v[i] = static_cast<float>((i * 7 + static_cast<std::size_t>(c.rank()) * 13) % 101);
     start[static_cast<std::size_t>(c.rank())] = c.now();
-    dssync::synchronize<Topology, algo::ring>(c, t, v, dssync::ops::sum{}, opt);
+    dssync::synchronize<algo::ring>(c, t, v, dssync::ops::sum{}, opt);
     end[static_cast<std::size_t>(c.rank())] = c.now();
   });
   for (std::size_t i = 0; i < count; i += std::max<std::size_t>(1, count / 97)) {
@@ -332,8 +332,8 @@ TEST_CASE("sim transport: a finished rank's messages still arrive; a fault in sy
     w.inject_fault(2, 1);
     auto errs = w.run_collect([&](tsim::communicator& c) {
       std::vector<float> v(1000, 1.f);
-      dssync::synchronize<topo::star, algo::ring>(c, topo::star(n, {B, lat}), v, dssync::ops::sum{},
-                                                 dssync_test::test_options(10s));
+      dssync::synchronize<algo::ring>(c, topo::star(n, {B, lat}), v, dssync::ops::sum{},
+          dssync_test::test_options(10s));
     });
     CHECK(dssync_test::holds<dssync::injected_fault>(errs[2]));
     for (int r : {0, 1, 3}) {

@@ -436,10 +436,10 @@ template <concepts::topology Topo>
   throw invalid_argument("dssync cost model: no prediction for policy \"" + std::string(name) + "\"");
 }
 
-/// The registered allreduce policy (`policy_names()`, gossip excluded: its semantics differ) with the
+/// The registered allreduce policy (`policy_names()`, less those whose plans are not allreduces: gossip) with the
 /// lowest predicted time on `t` for `bytes` per worker; ties go to the one listed first (ring). Policies
 /// the cost model does not know are skipped. DSSYNC_ALGO, when set and not empty, overrides the choice
-/// and is returned as is, unchecked (as everywhere in dssync, it forces the policy; `visit_policy`
+/// and is returned as is, unchecked (as everywhere in dssync, it forces the policy; `registry().at`
 /// rejects an unknown name); that view points into the environment, so copy it before changing
 /// DSSYNC_ALGO. The prediction is the step model of `try_predict`; policies that take parameters are
 /// predicted with their defaults on `t`.
@@ -450,7 +450,7 @@ template <concepts::topology Topo>
   std::string_view best = ring::name;
   double best_time = std::numeric_limits<double>::infinity();
   for (auto name : policy_names()) {
-    if (name == gossip::name) continue;
+    if (registry().at(name).promises != semantics::allreduce) continue;
     const auto v = detail::step_model_time(name, t, m, bytes, element_size);
     if (v && *v < best_time) {
       best_time = *v;

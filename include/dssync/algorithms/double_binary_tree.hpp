@@ -77,6 +77,9 @@ struct double_binary_tree {
     return std::clamp<std::size_t>(half / 16384, 1, 8);
   }
 
+  /// What the plan depends on besides (topology, count): the pipeline depth (plan caches key on it).
+  [[nodiscard]] std::string cache_key(const plan_request&) const { return "pipeline=" + std::to_string(pipeline); }
+
   /// Builds the schedule for `t.workers()` ranks and `q.count` elements.
   template <concepts::topology Topo>
   [[nodiscard]] schedule plan(const Topo& t, plan_request q) const {

@@ -104,6 +104,8 @@ using dense_matrix = std::vector<std::vector<double>>;
 struct gossip {
   static constexpr std::string_view name = "gossip";
   static constexpr bool cacheable = false;
+  /// Each rank ends with its pair's average: a group allreduce, never a whole-world allreduce.
+  static constexpr semantics promises = semantics::group_allreduce;
 
   /// Plans made so far by this object; added to the requested iteration.
   std::uint64_t calls = 0;

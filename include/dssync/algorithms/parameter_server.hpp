@@ -34,6 +34,11 @@ struct parameter_server {
   /// Number of servers P; 0 picks the default above. Must not exceed the number of workers.
   int server_count = 0;
 
+  /// What the plan depends on besides (topology, count): the server count (plan caches key on it).
+  [[nodiscard]] std::string cache_key(const plan_request&) const {
+    return "servers=" + std::to_string(server_count);
+  }
+
   /// The server ranks this policy uses on `t`, in shard order.
   /// \throws invalid_argument if `server_count` is negative or exceeds the workers.
   template <concepts::topology Topo>

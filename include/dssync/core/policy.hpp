@@ -5,7 +5,10 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "dssync/core/schedule.hpp"
 #include "dssync/core/topology.hpp"
@@ -25,8 +28,20 @@ struct plan_request {
 ///  2. `p.plan(t, q)` returns a `schedule` for `t.workers()` ranks and `q.count` elements, or throws
 ///     `invalid_argument` naming the value it cannot serve (e.g. a world size).
 ///  3. The schedule obeys the execution rules of schedule.hpp; tests prove it with `verify`.
-///  4. Optional: `P::cacheable` (`static constexpr bool`, default true). When true, the plan depends only
-///     on (topology, count), and executors cache it; stateful policies set it false.
+///  4. Optional capabilities, each a small concept below that a policy opts into:
+///     - `p.cache_key(q)` (`concepts::keyed_policy`): a string naming everything besides (topology,
+///       count) that its plan depends on (its parameters; for a plan that changes with the iteration, the
+///       iteration modulo its period). Executors cache plans by (policy type, cache_key, topology, count).
+///     - `P::cacheable` (`static constexpr bool`): false for stateful policies whose every plan must be
+///       built anew (gossip's rotating pairing).
+///     - `p.plan_without(t, failed, q)` (`concepts::replanning_policy`): the plan for the survivors of
+///       the ranks `failed`, so that recovery and `dssync-sim --fail` work for it.
+///     - `P::promises` (`static constexpr semantics`): what its plans promise when that is not an
+///       allreduce (gossip: `semantics::group_allreduce`). The allreduce short form refuses others.
+///
+/// Caching rule (`is_cacheable_policy`): a policy is cached when `P::cacheable` says so; without it, when
+/// it is an empty type (no parameters) or says what its plans depend on with `cache_key`. A policy with
+/// data members and no `cache_key` is planned anew on every call: never a stale plan for new parameters.
 ///
 /// Minimal model: `struct solo { static constexpr std::string_view name = "solo"; template <class T>
 /// schedule plan(const T& t, plan_request q) const { schedule s; s.policy = "solo"; s.world_size = 1;
@@ -39,15 +54,47 @@ concept policy = topology<Topo> && requires(P& p, const Topo& t, plan_request q)
   { p.plan(t, q) } -> std::same_as<schedule>;
 };
 
+/// `dssync::concepts::keyed_policy`: `p.cache_key(q)` names what the plan depends on besides (topology,
+/// count).
+template <class P>
+concept keyed_policy = requires(const P& p, const plan_request& q) {
+  { p.cache_key(q) } -> std::convertible_to<std::string>;
+};
+
+/// `dssync::concepts::replanning_policy`: `p.plan_without(t, failed, q)` plans for the survivors of the
+/// ranks `failed` of topology `t`.
+template <class P, class Topo>
+concept replanning_policy = requires(const P& p, const Topo& t, std::span<const int> failed, plan_request q) {
+  { p.plan_without(t, failed, q) } -> std::same_as<schedule>;
+};
+
 }  // namespace concepts
 
-/// Whether executors may cache the plans of `P` by (topology, count).
+/// Whether executors may cache the plans of `P` (see the caching rule above).
 template <class P>
 inline constexpr bool is_cacheable_policy = [] {
   if constexpr (requires { P::cacheable; })
     return static_cast<bool>(P::cacheable);
   else
-    return true;
+    return std::is_empty_v<P> || concepts::keyed_policy<P>;
 }();
+
+/// What the plans of `P` promise: `P::promises`, or `semantics::allreduce`.
+template <class P>
+inline constexpr semantics promised_semantics = [] {
+  if constexpr (requires { P::promises; })
+    return static_cast<semantics>(P::promises);
+  else
+    return semantics::allreduce;
+}();
+
+/// `p.cache_key(q)`, or "" for a policy without one.
+template <class P>
+[[nodiscard]] std::string policy_cache_key(const P& p, const plan_request& q) {
+  if constexpr (concepts::keyed_policy<P>)
+    return std::string(p.cache_key(q));
+  else
+    return {};
+}
 
 }  // namespace dssync

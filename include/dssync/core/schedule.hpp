@@ -64,6 +64,7 @@ struct step {
 /// The ordered steps of one channel.
 struct channel {
   std::vector<step> steps;
+  friend bool operator==(const channel&, const channel&) = default;
 };
 
 /// Everything one rank does in one collective.
@@ -75,6 +76,7 @@ struct rank_plan {
     for (const auto& c : channels) n += c.steps.size();
     return n;
   }
+  friend bool operator==(const rank_plan&, const rank_plan&) = default;
 };
 
 /// What the collective promises each rank ends with.
@@ -110,6 +112,16 @@ struct schedule {
   /// numbers the survivors 0..M-1, as a survivor communicator does, and records here where they sit; the
   /// simulator routes by it.
   std::vector<int> hosts;
+
+  /// `dssync::fingerprint(*this)` once computed by the planner that cached this plan (0: not computed). A
+  /// cache, not part of the plan's value: `operator==` ignores it.
+  std::uint64_t fingerprint_cache = 0;
+
+  /// Plans are equal when everything they execute and annotate is (`fingerprint_cache` aside).
+  friend bool operator==(const schedule& a, const schedule& b) {
+    return a.policy == b.policy && a.world_size == b.world_size && a.count == b.count && a.kind == b.kind &&
+           a.root == b.root && a.groups == b.groups && a.ranks == b.ranks && a.hosts == b.hosts;
+  }
 
   /// The topology rank that schedule rank `r` runs on.
   [[nodiscard]] int host(int r) const noexcept {
@@ -164,6 +176,50 @@ struct schedule {
     return *this;
   }
 };
+
+/// A stable 64-bit hash (FNV-1a over a fixed little-endian encoding) of everything in `s` that changes
+/// execution: policy name, world size, count, semantics, root, groups, hosts, and every rank's channels and
+/// steps (kind, peer, range). The simulator's stage annotation is left out. Equal plans hash equal on every
+/// machine and build; ranks compare it in the agreement exchange, so ranks that planned different
+/// schedules (other policy parameters, topology, count) fail with `mismatch_error` before data moves.
+/// O(steps); `synchronize` computes it once per cached plan.
+[[nodiscard]] inline std::uint64_t fingerprint(const schedule& s) noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto byte = [&h](std::uint8_t b) {
+    h ^= b;
+    h *= 0x100000001b3ull;
+  };
+  auto word = [&byte](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) byte(static_cast<std::uint8_t>(v >> (8 * i)));
+  };
+  word(s.policy.size());
+  for (char c : s.policy) byte(static_cast<std::uint8_t>(c));
+  word(static_cast<std::uint64_t>(static_cast<std::int64_t>(s.world_size)));
+  word(s.count);
+  byte(static_cast<std::uint8_t>(s.kind));
+  word(static_cast<std::uint64_t>(static_cast<std::int64_t>(s.root)));
+  word(s.groups.size());
+  for (const auto& g : s.groups) {
+    word(g.size());
+    for (int r : g) word(static_cast<std::uint64_t>(static_cast<std::int64_t>(r)));
+  }
+  word(s.hosts.size());
+  for (int r : s.hosts) word(static_cast<std::uint64_t>(static_cast<std::int64_t>(r)));
+  word(s.ranks.size());
+  for (const auto& r : s.ranks) {
+    word(r.channels.size());
+    for (const auto& c : r.channels) {
+      word(c.steps.size());
+      for (const auto& st : c.steps) {
+        byte(static_cast<std::uint8_t>(st.kind));
+        word(static_cast<std::uint64_t>(static_cast<std::int64_t>(st.peer)));
+        word(st.data.offset);
+        word(st.data.length);
+      }
+    }
+  }
+  return h;
+}
 
 /// Prints one step as `send [0,12) -> 3`.
 inline std::ostream& operator<<(std::ostream& os, const step& s) {

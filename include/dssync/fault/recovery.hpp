@@ -345,7 +345,7 @@ recovery_result<Comm> synchronize_resilient(Comm& comm, const topology::bcube& t
     };
     try {
       if (failed.empty()) {
-        synchronize<topology::bcube, algorithms::bcube>(*cur, topo, view, op, opt);
+        synchronize<algorithms::bcube>(*cur, topo, view, op, opt);
       } else {
         const auto plan = detail::survivor_plan(topo, failed, view.size(), opt, cur->rank());
         if (!plan->hosts.empty() && plan->hosts != members)

@@ -1,8 +1,8 @@
 #pragma once
 /// \file
 /// The agreement exchange that precedes every collective: ranks swap a small signature (world size,
-/// element count, element type, op, policy) and every rank raises `mismatch_error` if any peer differs,
-/// before a single data byte moves.
+/// element count, element type, op, policy, plan fingerprint) and every rank raises `mismatch_error` if
+/// any peer differs, before a single data byte moves.
 
 #include <array>
 #include <chrono>
@@ -31,10 +31,14 @@ struct signature {
   std::uint32_t op = 0;
   std::array<char, 24> op_name{};
   std::array<char, 24> policy{};
+  /// `dssync::fingerprint` of the plan about to run (0: none given): ranks that planned different
+  /// schedules from the same policy name (other parameters, topology or settings) disagree here.
+  std::uint64_t plan = 0;
 
   static signature make(std::uint64_t count, int world, dtype t, std::size_t elem, std::uint32_t op_id,
-                        std::string_view op_nm, std::string_view pol) {
+                        std::string_view op_nm, std::string_view pol, std::uint64_t plan_fingerprint = 0) {
     signature s;
+    s.plan = plan_fingerprint;
     s.count = count;
     s.world = world;
     s.type = static_cast<std::uint8_t>(t);
@@ -47,6 +51,13 @@ struct signature {
 };
 
 namespace detail {
+
+inline std::string hex(std::uint64_t v) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out = "0x";
+  for (int i = 15; i >= 0; --i) out += digits[(v >> (4 * i)) & 0xf];
+  return out;
+}
 
 inline std::string type_string(const signature& s) {
   const auto t = static_cast<dtype>(s.type);
@@ -69,6 +80,10 @@ inline std::string compare(const signature& mine, int me, const signature& their
   if (mine.policy != theirs.policy)
     return "policy: " + a + " runs " + std::string(mine.policy.data()) + ", " + b + " runs " +
            std::string(theirs.policy.data());
+  if (mine.plan != theirs.plan)
+    return "plan fingerprint: " + a + " has " + hex(mine.plan) + ", " + b + " has " + hex(theirs.plan) + " (same " +
+           std::string(mine.policy.data()) +
+           " policy, different schedules: its parameters or the topology differ)";
   return {};
 }
 

@@ -3,10 +3,15 @@
 /// `transport::mpi`: the distributed engine. Runs every dssync schedule across processes and machines
 /// through MPI (OpenMPI from Debian), with the communicator managed by Boost.MPI.
 ///
-/// Messages are raw bytes (`MPI_BYTE`), never serialized. Sends are `MPI_Isend` straight from the
-/// user's buffer; receives land in a pooled staging buffer (one segment each; `options::recv_depth` per
-/// step in flight) or, when the executor knows the destination is free, straight in the user's buffer.
-/// Tags encode (call, channel, message), so channels and successive collectives never mix.
+/// Messages are raw bytes (`MPI_BYTE`), never serialized. A send is copied into a pooled staging buffer
+/// that the transport owns, and `MPI_Isend` reads that copy, never the user's buffer: so a withdrawn send
+/// (`cancel`) that MPI cannot cancel, and still delivers later, delivers the bytes of the time of `isend`,
+/// and the caller may overwrite or free its buffer as soon as `isend` returns. The cost is one `memcpy`
+/// per send segment and staging memory for the sends still in flight (see `cancel` and `staging_bytes`).
+/// Receives land in a pooled staging buffer (one segment each; `options::recv_depth` per step in flight)
+/// or, when the executor knows the destination is free, straight in the user's buffer.
+/// Tags encode (call, channel, message) without folding (`tag_map`), so channels and successive
+/// collectives never mix; a key that does not fit below `MPI_TAG_UB` is refused by name.
 ///
 /// Failures. Every wait polls with the executor's deadline (`DSSYNC_TIMEOUT`), so a rank that dies or
 /// never calls gives `timeout_error` instead of a hang. After the deadline the stalled ranks run a short
@@ -24,11 +29,14 @@
 #include <boost/mpi/communicator.hpp>
 #include <boost/mpi/environment.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <span>
 #include <string>
@@ -66,13 +74,17 @@ class staging_pool {
   void release(buffer b) {
     if (b.data != nullptr) free_.push_back(b);
   }
+  /// Frees a buffer this pool allocated, bypassing the pool (for buffers that outlive it).
+  static void deallocate(std::byte* p) noexcept {
+    if (p != nullptr) ::operator delete(p, std::align_val_t{64});
+  }
   /// Bytes held by the pool (in use or free): the transport's extra memory.
   [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
   staging_pool() = default;
   staging_pool(const staging_pool&) = delete;
   staging_pool& operator=(const staging_pool&) = delete;
   ~staging_pool() {
-    for (auto& b : free_) ::operator delete(b.data, std::align_val_t{64});
+    for (auto& b : free_) deallocate(b.data);
   }
 
  private:
@@ -88,6 +100,92 @@ inline void check_mpi(int rc, const char* what, int rank) {
   throw error(std::string("dssync mpi: rank ") + std::to_string(rank) + ": " + what + " failed: " + std::string(msg, static_cast<std::size_t>(len)), rank);
 }
 
+/// What became of withdrawn sends (`mpi::cancel`): how many MPI still has in flight (their staging copy is
+/// kept alive), how many it finished (the receiver gets, or got, the bytes of the time of `isend`) and how
+/// many it really cancelled (never delivered).
+struct withdrawn_sends {
+  std::size_t in_flight = 0;
+  std::size_t delivered = 0;
+  std::size_t cancelled = 0;
+};
+
+inline bool mpi_finalized() noexcept {
+  int fin = 0;
+  MPI_Finalized(&fin);
+  return fin != 0;
+}
+
+/// Counts the outcome of a completed withdrawn send.
+inline void count_outcome(withdrawn_sends& w, MPI_Status& st) noexcept {
+  int cancelled = 0;
+  MPI_Test_cancelled(&st, &cancelled);
+  ++(cancelled ? w.cancelled : w.delivered);
+}
+
+/// Withdrawn sends whose transport was destroyed before MPI finished them. Process-wide: their staging
+/// copy must live until MPI is done with it. Tested (and freed when finished) whenever a transport is
+/// made or destroyed and by `mpi::orphaned_sends()`; whatever is left at exit is freed then if MPI has
+/// been finalized (nothing reads it any more), and otherwise left to the operating system.
+class orphaned_sends {
+ public:
+  static orphaned_sends& instance() {
+    static orphaned_sends o;
+    return o;
+  }
+  /// Takes over a pending request and its staging copy. Never fails: without memory to track it, the
+  /// request is released (MPI_Request_free) and the copy deliberately leaked, which is still safe.
+  void adopt(MPI_Request req, std::byte* data) noexcept {
+    const std::lock_guard<std::mutex> lock(m_);
+    try {
+      list_.push_back({req, data});
+      ++counts_.in_flight;
+      size_.store(list_.size(), std::memory_order_relaxed);
+    } catch (...) {
+      MPI_Request_free(&req);
+    }
+  }
+  /// Tests every orphan once and frees those MPI finished; returns the counts after that.
+  withdrawn_sends reap() noexcept {
+    if (size_.load(std::memory_order_relaxed) == 0 || mpi_finalized()) {
+      const std::lock_guard<std::mutex> lock(m_);
+      return counts_;
+    }
+    const std::lock_guard<std::mutex> lock(m_);
+    for (std::size_t i = 0; i < list_.size();) {
+      int flag = 0;
+      MPI_Status st;
+      if (MPI_Test(&list_[i].req, &flag, &st) == MPI_SUCCESS && flag) {
+        count_outcome(counts_, st);
+        --counts_.in_flight;
+        staging_pool::deallocate(list_[i].data);
+        list_[i] = list_.back();
+        list_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    size_.store(list_.size(), std::memory_order_relaxed);
+    return counts_;
+  }
+  orphaned_sends(const orphaned_sends&) = delete;
+  orphaned_sends& operator=(const orphaned_sends&) = delete;
+  ~orphaned_sends() {
+    if (!mpi_finalized()) return;  // MPI may still read them until it is finalized: leave them
+    for (auto& e : list_) staging_pool::deallocate(e.data);
+  }
+
+ private:
+  orphaned_sends() = default;
+  struct entry {
+    MPI_Request req;
+    std::byte* data;
+  };
+  std::mutex m_;
+  std::vector<entry> list_;
+  std::atomic<std::size_t> size_{0};
+  withdrawn_sends counts_{};
+};
+
 }  // namespace detail
 
 /// An MPI communicator as a dssync transport; models `dssync::concepts::transport`.
@@ -96,9 +194,10 @@ inline void check_mpi(int rc, const char* what, int rank) {
 /// Calls from one thread per rank (MPI_THREAD_FUNNELED suffices).
 class mpi {
  public:
-  /// A pending `MPI_Isend`.
+  /// A pending `MPI_Isend`, from the transport's staging copy of the caller's bytes.
   struct send_request {
     MPI_Request req = MPI_REQUEST_NULL;
+    detail::staging_pool::buffer staging{};
   };
   /// A pending `MPI_Irecv`, into staging or straight into the destination.
   struct recv_request {
@@ -110,6 +209,98 @@ class mpi {
     std::byte* into = nullptr;  // direct destination, if any
   };
   using token = std::uint64_t;
+  using withdrawn_sends = detail::withdrawn_sends;
+
+  /// How message keys become MPI tags. A tag has `bits()` bits, the most that stay within `MPI_TAG_UB`
+  /// (at most 31), cut into three fields: from the top, `call_bits()` of the call number, `channel_bits()`
+  /// of the channel and `ordinal_bits()` of the message ordinal. Each field first gets a minimum (3, 4 and
+  /// 8 bits: the 15 bits of the 32767 that MPI guarantees); the bits beyond go first to the ordinal (up to
+  /// 17), then to the channel (up to 8), then to the call (up to 6). With OpenMPI's MPI_TAG_UB of 2^31-1
+  /// that is 6 + 8 + 17: 254 channels and 131072 messages per peer, channel and call.
+  ///
+  /// Channel and ordinal are encoded exactly: a channel beyond `channels()` (other than the agreement and
+  /// census channels, which have codes of their own) or an ordinal beyond `messages()` is refused with
+  /// `invalid_argument` naming the rank, the key and MPI_TAG_UB, never folded onto another key's tag. So
+  /// two keys of one call always get different tags. The call number enters modulo `calls()`: keys of
+  /// calls that many apart share tags, which is safe because every rank runs its collectives on a
+  /// communicator one after the other (all receives of a call complete before the next call starts) and
+  /// MPI matches the messages of one (sender, tag) in the order they were sent; keys of up to `calls()`
+  /// consecutive calls in flight at once are all distinct. (After a failed call the communicator's state
+  /// is undefined anyway.)
+  class tag_map {
+   public:
+    /// The smallest MPI_TAG_UB the MPI standard allows.
+    static constexpr int min_tag_ub = 32767;
+
+    /// The layout for `tag_ub` (the communicator's MPI_TAG_UB); `rank` is named in errors.
+    /// \throws invalid_argument naming the rank and MPI_TAG_UB if `tag_ub` < 32767.
+    tag_map(int tag_ub, int rank) : tag_ub_(tag_ub), rank_(rank) {
+      if (tag_ub < min_tag_ub)
+        throw invalid_argument("dssync mpi: rank " + std::to_string(rank) + ": MPI_TAG_UB is " + std::to_string(tag_ub) +
+                                   ", below the " + std::to_string(min_tag_ub) +
+                                   " that the MPI standard guarantees; dssync needs 15 tag bits",
+                               rank);
+      int bits = 15;
+      while (bits < 31 && ((std::int64_t{1} << (bits + 1)) - 1) <= tag_ub) ++bits;
+      int extra = bits - 15;
+      const auto take = [&extra](int most) {
+        const int t = extra < most ? extra : most;
+        extra -= t;
+        return t;
+      };
+      ordinal_bits_ = 8 + take(9);
+      channel_bits_ = 4 + take(4);
+      call_bits_ = 3 + take(3);
+    }
+
+    /// The tag of `k`, in 0..2^bits()-1 (within 0..MPI_TAG_UB).
+    /// \throws invalid_argument, naming the rank, the key and MPI_TAG_UB, if `k` cannot be represented.
+    [[nodiscard]] int operator()(const message_key& k) const {
+      const std::uint32_t codes = std::uint32_t{1} << channel_bits_;
+      std::uint32_t ch = 0;
+      if (k.channel == agreement_channel)
+        ch = codes - 1;
+      else if (k.channel == census_channel)
+        ch = codes - 2;
+      else if (k.channel < channels())
+        ch = k.channel;
+      else
+        throw unrepresentable(k, "channel " + std::to_string(k.channel) + " is beyond the " + std::to_string(channels()) +
+                                     " channels (0.." + std::to_string(channels() - 1) + ")");
+      if (k.ordinal >= messages())
+        throw unrepresentable(k, "message " + std::to_string(k.ordinal) + " is beyond the " +
+                                     std::to_string(messages()) + " messages per peer, channel and call (0.." +
+                                     std::to_string(messages() - 1) + ")");
+      const std::uint32_t call = k.call & (calls() - 1);
+      return static_cast<int>((call << (channel_bits_ + ordinal_bits_)) | (ch << ordinal_bits_) | k.ordinal);
+    }
+
+    [[nodiscard]] int tag_ub() const noexcept { return tag_ub_; }
+    [[nodiscard]] int bits() const noexcept { return call_bits_ + channel_bits_ + ordinal_bits_; }
+    [[nodiscard]] int call_bits() const noexcept { return call_bits_; }
+    [[nodiscard]] int channel_bits() const noexcept { return channel_bits_; }
+    [[nodiscard]] int ordinal_bits() const noexcept { return ordinal_bits_; }
+    /// Calls whose keys are distinct: the call number enters modulo this.
+    [[nodiscard]] std::uint32_t calls() const noexcept { return std::uint32_t{1} << call_bits_; }
+    /// Channels 0..channels()-1 are representable, plus `agreement_channel` and `census_channel`.
+    [[nodiscard]] std::uint32_t channels() const noexcept { return (std::uint32_t{1} << channel_bits_) - 2; }
+    /// Ordinals 0..messages()-1 are representable.
+    [[nodiscard]] std::uint32_t messages() const noexcept { return std::uint32_t{1} << ordinal_bits_; }
+
+   private:
+    [[nodiscard]] invalid_argument unrepresentable(const message_key& k, const std::string& why) const {
+      return invalid_argument("dssync mpi: rank " + std::to_string(rank_) + ": message key (call " +
+                                  std::to_string(k.call) + ", channel " + std::to_string(k.channel) + ", message " +
+                                  std::to_string(k.ordinal) + ") has no MPI tag: " + why + " that MPI_TAG_UB = " +
+                                  std::to_string(tag_ub_) + " leaves room for (" + std::to_string(call_bits_) +
+                                  " bits of call, " + std::to_string(channel_bits_) + " of channel, " +
+                                  std::to_string(ordinal_bits_) + " of message)",
+                              rank_);
+    }
+    int tag_ub_, rank_;
+    int call_bits_ = 3, channel_bits_ = 4, ordinal_bits_ = 8;
+  };
+
   /// Stalled ranks run a census after the deadline to name the unresponsive ones (see file comment).
   static constexpr bool census = true;
 
@@ -124,6 +315,18 @@ class mpi {
   mpi(const mpi&) = delete;
   mpi& operator=(const mpi&) = delete;
   mpi(mpi&&) = delete;
+  /// Withdrawn sends MPI has not finished yet keep their staging copy: it passes to a process-wide list
+  /// (`orphaned_sends()`) that frees each copy once MPI is done with it.
+  ~mpi() {
+    if (detail::mpi_finalized()) {  // nothing reads the copies any more
+      for (auto& w : withdrawn_) pool_.release(w.staging);
+      return;
+    }
+    reap_withdrawn();
+    auto& orphans = detail::orphaned_sends::instance();
+    for (auto& w : withdrawn_) orphans.adopt(w.req, w.staging.data);
+    (void)orphans.reap();
+  }
 
   [[nodiscard]] int rank() const noexcept { return rank_; }
   [[nodiscard]] int size() const noexcept { return size_; }
@@ -218,18 +421,26 @@ class mpi {
         new mpi(boost::mpi::communicator(created, boost::mpi::comm_take_ownership), adopt_t{}));
   }
 
-  /// The MPI tag of `k`: 10 bits of call, 10 of channel, 10 of message ordinal. Messages that could
-  /// share a tag are never in flight together (the executor keeps fewer than 1024 steps in flight).
-  [[nodiscard]] int tag(const message_key& k) const noexcept {
-    std::uint32_t ch = k.channel == agreement_channel ? 1023u : k.channel == census_channel ? 1022u : k.channel % 1022u;
-    const std::uint64_t t = (static_cast<std::uint64_t>(k.call & 1023u) << 20) | (std::uint64_t{ch} << 10) | (k.ordinal & 1023u);
-    return static_cast<int>(t % (static_cast<std::uint64_t>(tag_ub_) + 1));
-  }
+  /// The key-to-tag mapping of this communicator, read from its MPI_TAG_UB at construction.
+  [[nodiscard]] const tag_map& tags() const noexcept { return tags_; }
+  /// The MPI tag of `k` (see `tag_map`). \throws invalid_argument if `k` has none.
+  [[nodiscard]] int tag(const message_key& k) const { return tags_(k); }
 
+  /// Copies `bytes` into a staging buffer and sends the copy: the caller's buffer is free again on return.
+  /// \throws invalid_argument, before anything is posted, if `key` has no MPI tag (see `tag_map`).
   send_request isend(int peer, message_key key, std::span<const std::byte> bytes) {
+    const int t = tag(key);
+    if (!withdrawn_.empty()) reap_withdrawn();
     send_request r;
-    detail::check_mpi(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, peer, tag(key), native(), &r.req),
-                      "MPI_Isend", rank_);
+    if (!bytes.empty()) {
+      r.staging = pool_.acquire(bytes.size());
+      std::memcpy(r.staging.data, bytes.data(), bytes.size());
+    }
+    if (const int rc = MPI_Isend(r.staging.data, static_cast<int>(bytes.size()), MPI_BYTE, peer, t, native(), &r.req);
+        rc != MPI_SUCCESS) {
+      pool_.release(r.staging);
+      detail::check_mpi(rc, "MPI_Isend", rank_);
+    }
     ++epoch_;
     return r;
   }
@@ -238,17 +449,28 @@ class mpi {
     if (r.req == MPI_REQUEST_NULL) return true;
     int flag = 0;
     detail::check_mpi(MPI_Test(&r.req, &flag, MPI_STATUS_IGNORE), "MPI_Test", rank_);
-    if (flag) ++epoch_;
+    if (flag) {
+      pool_.release(r.staging);
+      r.staging = {};
+      ++epoch_;
+    }
     return flag != 0;
   }
 
+  /// \throws invalid_argument, before anything is posted, if `key` has no MPI tag (see `tag_map`).
   recv_request post_recv(int peer, message_key key, std::size_t bytes) {
     recv_request r;
     r.peer = peer;
     r.key = key;
     r.bytes = bytes;
+    const int t = tag(key);
     r.staging = pool_.acquire(bytes);
-    post(r, r.staging.data);
+    try {
+      post(r, r.staging.data, t);
+    } catch (...) {
+      pool_.release(r.staging);
+      throw;
+    }
     return r;
   }
 
@@ -260,7 +482,7 @@ class mpi {
     r.key = key;
     r.bytes = dst.size();
     r.into = dst.data();
-    post(r, dst.data());
+    post(r, dst.data(), tag(key));
     return r;
   }
 
@@ -307,16 +529,41 @@ class mpi {
     return true;
   }
 
-  /// Withdraws a send. OpenMPI cannot cancel a send reliably; a send that does not complete within a
-  /// short grace is released (MPI_Request_free) and may still complete later.
+  /// Withdraws a send. No peer ever reads the caller's buffer after `isend` returned (MPI reads the
+  /// transport's staging copy), so the caller may reuse or free it whatever happens here. MPI_Cancel is
+  /// asked to cancel the send, but OpenMPI cannot cancel sends: a send still pending is kept, with its
+  /// staging copy, in a list of withdrawn sends that later calls (`isend`, `post_recv`, `cancel`,
+  /// `wait_progress`, `withdrawn()`) test and that frees each copy once MPI finished it. Such a send may
+  /// still be delivered, with the bytes of the time of `isend`. The memory this keeps is bounded by the
+  /// bytes of the sends in flight when they were withdrawn; sends to a peer that never receives keep
+  /// theirs until this transport is destroyed, and then until MPI finishes them or the process ends
+  /// (`orphaned_sends()`).
   void cancel(send_request& r) noexcept {
-    if (r.req == MPI_REQUEST_NULL) return;
+    if (r.req == MPI_REQUEST_NULL) {
+      pool_.release(r.staging);
+      r.staging = {};
+      return;
+    }
     MPI_Cancel(&r.req);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
     int flag = 0;
-    while (!flag && std::chrono::steady_clock::now() < until) MPI_Test(&r.req, &flag, MPI_STATUS_IGNORE);
-    if (!flag) MPI_Request_free(&r.req);
+    MPI_Status st;
+    if (MPI_Test(&r.req, &flag, &st) != MPI_SUCCESS) flag = 0;
+    if (flag) {
+      detail::count_outcome(withdrawn_counts_, st);
+      pool_.release(r.staging);
+    } else {
+      try {
+        withdrawn_.push_back({r.req, r.staging});
+        ++withdrawn_counts_.in_flight;
+      } catch (...) {
+        // No memory to track it: let MPI free the request when it is done and leak the copy, which
+        // keeps the promise (nobody frees what MPI may still read).
+        MPI_Request_free(&r.req);
+      }
+    }
     r.req = MPI_REQUEST_NULL;
+    r.staging = {};
+    reap_withdrawn();
   }
 
   /// Withdraws a receive (MPI_Cancel + MPI_Wait: cancelling a receive is reliable).
@@ -331,9 +578,19 @@ class mpi {
 
   [[nodiscard]] token progress_token() const noexcept { return epoch_; }
   /// MPI progresses inside MPI_Test; waiting is polling. Yield so oversubscribed ranks share cores.
-  void wait_progress(token, deadline_t deadline) const {
+  /// Also tests the withdrawn sends (see `cancel`).
+  void wait_progress(token, deadline_t deadline) {
+    if (!withdrawn_.empty()) reap_withdrawn();
     if (std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   }
+
+  /// This transport's withdrawn sends (see `cancel`), after testing those still in flight once.
+  withdrawn_sends withdrawn() noexcept {
+    reap_withdrawn();
+    return withdrawn_counts_;
+  }
+  /// The withdrawn sends of destroyed transports, process-wide, after testing those in flight once.
+  static withdrawn_sends orphaned_sends() noexcept { return detail::orphaned_sends::instance().reap(); }
   /// No ULFM in OpenMPI 4.1: failures surface as timeouts (plus the census), never as known failures.
   [[nodiscard]] bool peer_failed(int) const noexcept { return false; }
 
@@ -346,7 +603,9 @@ class mpi {
     throw injected_fault("rank " + std::to_string(rank_) + " stopped by fault injection at step " + std::to_string(step), rank_);
   }
 
-  /// Bytes of staging memory this transport holds.
+  /// Bytes of staging memory this transport holds: the pool of send and receive copies, which grows to
+  /// the most bytes in flight at once (posted and not finished sends, including withdrawn ones, plus
+  /// announced receives) and is reused from then on.
   [[nodiscard]] std::size_t staging_bytes() const noexcept { return pool_.bytes(); }
 
  private:
@@ -362,22 +621,51 @@ class mpi {
     size_ = comm_.size();
     int* ub = nullptr;
     int flag = 0;
-    MPI_Comm_get_attr(native(), MPI_TAG_UB, &ub, &flag);
-    tag_ub_ = (flag && ub) ? *ub : 32767;
+    // MPI_TAG_UB is set on MPI_COMM_WORLD; a communicator made by split or create_group may not carry
+    // it, and the value is the same for every communicator of the process.
+    detail::check_mpi(MPI_Comm_get_attr(native(), MPI_TAG_UB, &ub, &flag), "MPI_Comm_get_attr(MPI_TAG_UB)", rank_);
+    if (!flag || ub == nullptr)
+      detail::check_mpi(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag), "MPI_Comm_get_attr(MPI_TAG_UB)",
+                        rank_);
+    tag_ub_ = (flag && ub) ? *ub : tag_map::min_tag_ub;
+    tags_ = tag_map(tag_ub_, rank_);
+    (void)detail::orphaned_sends::instance().reap();
   }
-  void post(recv_request& r, std::byte* into) {
-    detail::check_mpi(MPI_Irecv(into, static_cast<int>(r.bytes), MPI_BYTE, r.peer, tag(r.key), native(), &r.req),
+  void post(recv_request& r, std::byte* into, int tag) {
+    detail::check_mpi(MPI_Irecv(into, static_cast<int>(r.bytes), MPI_BYTE, r.peer, tag, native(), &r.req),
                       "MPI_Irecv", rank_);
+  }
+  /// Tests every withdrawn send once; frees the staging of those MPI finished.
+  void reap_withdrawn() noexcept {
+    if (withdrawn_.empty() || detail::mpi_finalized()) return;
+    for (std::size_t i = 0; i < withdrawn_.size();) {
+      int flag = 0;
+      MPI_Status st;
+      if (MPI_Test(&withdrawn_[i].req, &flag, &st) == MPI_SUCCESS && flag) {
+        detail::count_outcome(withdrawn_counts_, st);
+        --withdrawn_counts_.in_flight;
+        pool_.release(withdrawn_[i].staging);
+        withdrawn_[i] = withdrawn_.back();
+        withdrawn_.pop_back();
+        ++epoch_;
+      } else {
+        ++i;
+      }
+    }
   }
 
   boost::mpi::communicator comm_;
   /// A second duplicate that carries no data: the parent of `create_group` (see there).
   boost::mpi::communicator control_;
-  int rank_ = 0, size_ = 1, tag_ub_ = 32767;
+  int rank_ = 0, size_ = 1, tag_ub_ = tag_map::min_tag_ub;
+  tag_map tags_{tag_map::min_tag_ub, 0};
   std::uint32_t calls_ = 0;
   std::uint64_t epoch_ = 0;
   std::size_t fail_at_ = static_cast<std::size_t>(-1);
   detail::staging_pool pool_;
+  /// Withdrawn sends MPI has not finished (see `cancel`): each keeps its staging copy.
+  std::vector<send_request> withdrawn_;
+  withdrawn_sends withdrawn_counts_{};
 };
 
 static_assert(concepts::transport<mpi>);

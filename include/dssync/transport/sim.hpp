@@ -47,7 +47,7 @@
 /// dssync::transport::sim::world w(dssync::topology::leaf_spine(4, 8));
 /// w.run([&](auto& comm) {
 ///   const double t0 = comm.now();
-///   dssync::synchronize<dssync::topology::leaf_spine, dssync::algorithms::ring>(comm, topo, grads);
+///   dssync::synchronize<dssync::algorithms::ring>(comm, topo, grads);
 ///   times[comm.rank()] = comm.now() - t0;  // simulated seconds
 /// });
 /// ```
