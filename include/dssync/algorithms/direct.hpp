@@ -4,9 +4,12 @@
 /// memory, where every rank reaches every other rank's buffer at the same cost.
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
+#include "dssync/algorithms/replan.hpp"
 #include "dssync/core/chunking.hpp"
 #include "dssync/core/policy.hpp"
 #include "dssync/core/schedule.hpp"
@@ -23,9 +26,19 @@ namespace dssync::algorithms {
 struct direct {
   static constexpr std::string_view name = "direct";
 
+  /// Builds the schedule for `t.workers()` ranks and `q.count` elements.
   template <concepts::topology Topo>
   [[nodiscard]] schedule plan(const Topo& t, plan_request q) const {
     return build(t.workers(), q.count);
+  }
+
+  /// The plan for the survivors of the ranks `failed` of `t` (see `ring::plan_without`).
+  /// \throws invalid_argument naming a bad failed rank.
+  template <concepts::topology Topo>
+  [[nodiscard]] schedule plan_without(const Topo& t, std::span<const int> failed, plan_request q) const {
+    auto alive = surviving_ranks(t.workers(), failed, "algorithms::direct::plan_without");
+    const int m = static_cast<int>(alive.size());
+    return on_survivors(build(m, q.count), std::move(alive));
   }
 
   /// The schedule for `n` ranks and `count` elements. \throws invalid_argument if `n < 1`.

@@ -4,9 +4,12 @@
 /// Yuan 2009): reduce-scatter over N-1 steps, then all-gather over N-1 steps.
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
+#include "dssync/algorithms/replan.hpp"
 #include "dssync/core/chunking.hpp"
 #include "dssync/core/policy.hpp"
 #include "dssync/core/schedule.hpp"
@@ -26,6 +29,16 @@ struct ring {
   template <concepts::topology Topo>
   [[nodiscard]] schedule plan(const Topo& t, plan_request q) const {
     return build(t.workers(), q.count);
+  }
+
+  /// The plan for the survivors of the ranks `failed` of `t`: the same algorithm over the survivors,
+  /// numbered 0..M-1 in increasing topology rank (as a shrunk communicator numbers them), with
+  /// `schedule::hosts` saying where each runs. \throws invalid_argument naming a bad failed rank.
+  template <concepts::topology Topo>
+  [[nodiscard]] schedule plan_without(const Topo& t, std::span<const int> failed, plan_request q) const {
+    auto alive = surviving_ranks(t.workers(), failed, "algorithms::ring::plan_without");
+    const int m = static_cast<int>(alive.size());
+    return on_survivors(build(m, q.count), std::move(alive));
   }
 
   /// The schedule for `n` ranks and `count` elements. \throws invalid_argument if `n < 1`.

@@ -10,8 +10,9 @@
 /// Failure", i.e. when a link fails, shut the server on it off and treat it as a server failure;
 /// `server_of_link`).
 ///
-/// `synchronize_resilient` runs one BML allreduce that survives server failures on a transport with
-/// ULFM-style primitives (`revoke`, `agree`, `shrink`; the in-process transport has them): on a failure
+/// `synchronize_resilient` runs one allreduce that survives server failures on a transport with
+/// ULFM-style primitives, for any policy that can re-plan around failed ranks (`plan_without`: BML, ring,
+/// direct, or a user's policy; `dssync::concepts::replanning_policy`), (`revoke`, `agree`, `shrink`; the in-process transport has them): on a failure
 /// the survivors revoke the communicator, agree that the call failed, restore their input, shrink to the
 /// survivors, re-plan and run again.
 
@@ -29,10 +30,12 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "dssync/algorithms/bcube.hpp"
+#include "dssync/algorithms/replan.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/log.hpp"
 #include "dssync/core/options.hpp"
@@ -158,23 +161,7 @@ struct cable {
 /// \throws invalid_argument naming the value if N < 1, a failed rank is out of range or listed twice, or
 ///   every rank failed.
 [[nodiscard]] inline std::vector<int> survivors(int N, std::span<const int> failed) {
-  if (N < 1) throw invalid_argument("fault::survivors: N = " + std::to_string(N) + " must be at least 1");
-  std::vector<char> dead(static_cast<std::size_t>(N), 0);
-  for (const int r : failed) {
-    if (r < 0 || r >= N)
-      throw invalid_argument("fault::survivors: failed rank " + std::to_string(r) + " is not in 0.." +
-                             std::to_string(N - 1));
-    if (dead[static_cast<std::size_t>(r)])
-      throw invalid_argument("fault::survivors: failed rank " + std::to_string(r) + " is listed twice");
-    dead[static_cast<std::size_t>(r)] = 1;
-  }
-  if (failed.size() == static_cast<std::size_t>(N))
-    throw invalid_argument("fault::survivors: all " + std::to_string(N) + " ranks failed; no survivor is left");
-  std::vector<int> out;
-  out.reserve(static_cast<std::size_t>(N) - failed.size());
-  for (int r = 0; r < N; ++r)
-    if (!dead[static_cast<std::size_t>(r)]) out.push_back(r);
-  return out;
+  return algorithms::surviving_ranks(N, failed, "fault::survivors");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -239,24 +226,18 @@ struct recovery_options {
 
 namespace detail {
 
-/// `plan_without(topo, failed, {count})`, from a small per-thread cache (training calls it every step).
-inline std::shared_ptr<const schedule> survivor_plan(const topology::bcube& topo, const std::vector<int>& failed,
-                                                     std::size_t count, const options& opt, int rank) {
-  thread_local std::list<std::pair<std::string, std::shared_ptr<const schedule>>> cache;
-  std::string key = topo.name() + '|' + std::to_string(count) + '|' + std::to_string(opt.verify);
+/// `policy.plan_without(topo, failed, {count})`, from a small per-thread cache (training calls it every
+/// step), keyed by the policy's type and `cache_key`, the topology, the count and the failed ranks.
+template <class Policy, class Topology>
+std::shared_ptr<const schedule> survivor_plan(const Policy& policy, const Topology& topo,
+                                              const std::vector<int>& failed, std::size_t count, const options& opt,
+                                              int rank) {
+  const plan_request q{count, opt.iteration};
+  std::string key = std::string(Policy::name) + '#' + typeid(Policy).name() + '|' + policy_cache_key(policy, q);
   for (const int f : failed) key += ',' + std::to_string(f);
-  for (auto it = cache.begin(); it != cache.end(); ++it)
-    if (it->first == key) {
-      cache.splice(cache.begin(), cache, it);
-      return cache.front().second;
-    }
-  auto s = std::make_shared<schedule>(algorithms::bcube{}.plan_without(topo, failed, plan_request{count, opt.iteration}));
-  if (opt.verify) verify_or_throw(*s);
-  dssync::detail::log(opt, log_level::trace, rank, "planned without failed servers\n", to_string(*s, rank));
-  std::shared_ptr<const schedule> out = std::move(s);
-  cache.emplace_front(std::move(key), out);
-  if (cache.size() > 8) cache.pop_back();
-  return out;
+  return dssync::detail::cached_plan(dssync::detail::plan_key(key, "without", topo, q, opt), [&] {
+    return dssync::detail::build_plan([&] { return policy.plan_without(topo, failed, q); }, opt, rank);
+  });
 }
 
 inline std::string rank_list(const std::vector<int>& v) {
@@ -283,12 +264,12 @@ inline std::vector<int> complement(int N, const std::vector<int>& members) {
 
 }  // namespace detail
 
-/// One BML allreduce of `data` over the servers of `topo` that survives server failures.
+/// One allreduce of `data` with `policy` over the servers of `topo` that survives server failures.
 ///
 /// `comm` is a communicator over `topo`'s servers (its outermost communicator has `topo.workers()` ranks
 /// in topology order), or one `synchronize_resilient` returned earlier (a shrunk one: its ranks are
-/// mapped back to topology ranks through `comm.origin`). Each attempt runs BML on the current
-/// communicator (`algorithms::bcube`, or `plan_without` the failed servers), then all ranks `agree` on
+/// mapped back to topology ranks through `comm.origin`). Each attempt runs `policy` on the current
+/// communicator (its `plan`, or its `plan_without` the failed servers), then all ranks `agree` on
 /// whether every rank succeeded. A rank that caught `peer_failure` or `timeout_error` first revokes the
 /// communicator, so ranks blocked on live peers fail fast too (naming the dead rank). If the agreement
 /// is false, every survivor restores its input, `shrink`s to the survivors, re-plans without all the
@@ -306,10 +287,13 @@ inline std::vector<int> complement(int N, const std::vector<int>& members) {
 ///   `invalid_argument` if the outermost communicator does not have `topo.workers()` ranks or the
 ///   survivors cannot be planned; the last attempt's error (or `peer_failure`) after
 ///   `ro.max_attempts` failed attempts.
-template <concepts::recoverable_transport Comm, std::ranges::contiguous_range R, class Op = ops::sum>
-  requires std::ranges::sized_range<R>
-recovery_result<Comm> synchronize_resilient(Comm& comm, const topology::bcube& topo, R&& data, const Op& op = {},
-                                            const options& opt = {}, const recovery_options<Comm>& ro = {}) {
+template <concepts::recoverable_transport Comm, dssync::concepts::topology Topology, class Policy,
+          std::ranges::contiguous_range R, class Op = ops::sum>
+  requires dssync::concepts::policy<Policy, Topology> && dssync::concepts::replanning_policy<Policy, Topology> &&
+           std::ranges::sized_range<R>
+recovery_result<Comm> synchronize_resilient(Comm& comm, const Topology& topo, Policy& policy, R&& data,
+                                            const Op& op = {}, const options& opt = {},
+                                            const recovery_options<Comm>& ro = {}) {
   using E = dssync::detail::element_of<R>;
   static_assert(dssync::detail::mutable_range<R>, "fault::synchronize_resilient: the buffer must be mutable (not const)");
   dssync::detail::check_op<Op, E>();
@@ -345,9 +329,9 @@ recovery_result<Comm> synchronize_resilient(Comm& comm, const topology::bcube& t
     };
     try {
       if (failed.empty()) {
-        synchronize<algorithms::bcube>(*cur, topo, view, op, opt);
+        synchronize(*cur, topo, policy, view, op, opt);
       } else {
-        const auto plan = detail::survivor_plan(topo, failed, view.size(), opt, cur->rank());
+        const auto plan = detail::survivor_plan(policy, topo, failed, view.size(), opt, cur->rank());
         if (!plan->hosts.empty() && plan->hosts != members)
           throw invalid_argument("fault::synchronize_resilient: rank " + std::to_string(cur->rank()) + ": the plan runs on " +
                                      detail::rank_list(plan->hosts) + " but the communicator's ranks are servers " +
@@ -386,10 +370,19 @@ recovery_result<Comm> synchronize_resilient(Comm& comm, const topology::bcube& t
     const int x = static_cast<int>(failed.size());
     dssync::detail::log(opt, log_level::info, me, "synchronize_resilient: attempt ", attempt,
                         " failed; shrunk to ", next.size(), " of ", N, " servers (failed servers ",
-                        detail::rank_list(failed), "), re-planning BML without them; per-worker batch scale N/(N-x) = ",
+                        detail::rank_list(failed), "), re-planning ", Policy::name, " without them; per-worker batch scale N/(N-x) = ",
                         static_cast<double>(N) / static_cast<double>(N - x));
     cur = &next;
   }
+}
+
+/// BML (seed 003): `synchronize_resilient` with `algorithms::bcube` on the BCube `topo`.
+template <concepts::recoverable_transport Comm, std::ranges::contiguous_range R, class Op = ops::sum>
+  requires std::ranges::sized_range<R>
+recovery_result<Comm> synchronize_resilient(Comm& comm, const topology::bcube& topo, R&& data, const Op& op = {},
+                                            const options& opt = {}, const recovery_options<Comm>& ro = {}) {
+  algorithms::bcube bml;
+  return synchronize_resilient(comm, topo, bml, std::forward<R>(data), op, opt, ro);
 }
 
 }  // namespace dssync::fault
