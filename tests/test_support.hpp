@@ -14,6 +14,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -22,6 +23,32 @@
 #include <vector>
 
 namespace dssync_test {
+
+/// Sets (or, for nullptr, unsets) the environment variable `name` for the lifetime of the object, then
+/// restores what it was.
+class scoped_env {
+ public:
+  scoped_env(const char* name, const char* value) : name_(name) {
+    if (const char* o = std::getenv(name)) old_ = o;
+    if (value) ::setenv(name, value, 1);
+    else ::unsetenv(name);
+  }
+  ~scoped_env() {
+    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
+    else ::unsetenv(name_.c_str());
+  }
+  scoped_env(const scoped_env&) = delete;
+  scoped_env& operator=(const scoped_env&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+/// DSSYNC_ALGO set (or unset) for the lifetime of the object.
+struct scoped_algo : scoped_env {
+  explicit scoped_algo(const char* v) : scoped_env("DSSYNC_ALGO", v) {}
+};
 
 // ---------------------------------------------------------------------------------------------------
 // Test scale

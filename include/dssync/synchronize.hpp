@@ -118,11 +118,15 @@ void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op,
                            me);
   const auto t0 = std::chrono::steady_clock::now();
   const std::uint32_t call = comm.next_call();
-  if (opt.check_agreement)
+  if (opt.check_agreement) {
+    // A group allreduce couples only the members of each group: agree within the group (see `agree`).
+    std::vector<int> scope;
+    if (plan.kind == semantics::group_allreduce) scope = plan.expected_contributors(me);
     agree(comm,
           signature::make(data.size(), comm.size(), dtype_of<E>, sizeof(E), op_id<Op>(), op_name<Op>(), plan.policy,
                           plan.fingerprint_cache != 0 ? plan.fingerprint_cache : fingerprint(plan)),
-          opt, call);
+          opt, call, scope);
+  }
   execute(comm, plan, data, op, opt, call);
   if constexpr (concepts::finalizing_op<Op, E>) op.finalize(data, plan.contributors(me));
   if (opt.debug >= log_level::info) {

@@ -605,10 +605,8 @@ TEST_CASE("gossip end to end: each pair ends with its mean; a kept policy object
 }
 
 TEST_CASE("DSSYNC_ALGO selects each baseline in the short form") {
-  const char* old = std::getenv("DSSYNC_ALGO");
-  const std::optional<std::string> saved = old ? std::optional<std::string>(old) : std::nullopt;
   for (auto name : {hierarchical::name, double_binary_tree::name, parameter_server::name}) {
-    ::setenv("DSSYNC_ALGO", std::string(name).c_str(), 1);
+    const dssync_test::scoped_algo env(std::string(name).c_str());
     std::vector<std::vector<std::int32_t>> out(3);
     auto errs = dssync_test::run_world(3, [&](auto& comm) {
       std::vector<std::int32_t> d(50, comm.rank() + 1);
@@ -618,8 +616,6 @@ TEST_CASE("DSSYNC_ALGO selects each baseline in the short form") {
     CHECK_MESSAGE(describe_errors(errs).empty(), name << ": " << describe_errors(errs));
     for (const auto& o : out) CHECK(o == std::vector<std::int32_t>(50, 6));
   }
-  if (saved) ::setenv("DSSYNC_ALGO", saved->c_str(), 1);
-  else ::unsetenv("DSSYNC_ALGO");
 }
 
 }  // TEST_SUITE

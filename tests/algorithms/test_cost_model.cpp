@@ -23,19 +23,7 @@ namespace alg = dssync::algorithms;
 
 namespace {
 
-/// Sets (or unsets, for nullptr) DSSYNC_ALGO for the lifetime of the object.
-struct scoped_algo {
-  std::optional<std::string> old;
-  explicit scoped_algo(const char* v) {
-    if (const char* o = std::getenv("DSSYNC_ALGO")) old = o;
-    if (v) ::setenv("DSSYNC_ALGO", v, 1);
-    else ::unsetenv("DSSYNC_ALGO");
-  }
-  ~scoped_algo() {
-    if (old) ::setenv("DSSYNC_ALGO", old->c_str(), 1);
-    else ::unsetenv("DSSYNC_ALGO");
-  }
-};
+using dssync_test::scoped_algo;
 
 /// A topology with no graph(): the cost model takes it as a full mesh of default links.
 struct bare {

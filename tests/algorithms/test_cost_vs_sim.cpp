@@ -41,6 +41,8 @@
 #include <string>
 #include <string_view>
 
+#include "test_support.hpp"
+
 namespace {
 
 namespace alg = dssync::algorithms;
@@ -60,21 +62,7 @@ double sim_time(std::string_view name, const Topo& t, double bytes) {
   return dssync::sim::simulate(s, t).completion_time;
 }
 
-/// Sets (or unsets, for nullptr) DSSYNC_ALGO for the lifetime of the object.
-struct scoped_algo_env {
-  std::optional<std::string> old;
-  explicit scoped_algo_env(const char* v) {
-    if (const char* o = std::getenv("DSSYNC_ALGO")) old = o;
-    if (v) ::setenv("DSSYNC_ALGO", v, 1);
-    else ::unsetenv("DSSYNC_ALGO");
-  }
-  ~scoped_algo_env() {
-    if (old) ::setenv("DSSYNC_ALGO", old->c_str(), 1);
-    else ::unsetenv("DSSYNC_ALGO");
-  }
-  scoped_algo_env(const scoped_algo_env&) = delete;
-  scoped_algo_env& operator=(const scoped_algo_env&) = delete;
-};
+using scoped_algo_env = dssync_test::scoped_algo;
 
 }  // namespace
 

@@ -3,6 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <latch>
+#include <string>
+#include <vector>
+
 #include "test_support.hpp"
 
 using dssync::topology::full_mesh;
@@ -219,6 +224,60 @@ TEST_CASE("ranks that plan different schedules of one policy fail with mismatch_
     CHECK_MESSAGE(names_rank(m, r), m);
     CHECK_MESSAGE(names_rank(m, r == 2 ? 0 : 2), m);
     CHECK(other[static_cast<std::size_t>(r)] == (r == 2 ? 0 : 2));
+  }
+}
+
+TEST_CASE("groups agree among themselves: one gossip pair finishes while the other has not started") {
+  // Pairs {0,1} and {2,3}. Ranks 2 and 3 start only after 0 and 1 have returned from their call. With
+  // an agreement over the whole world, 0 and 1 would wait for 2's and 3's signatures, which come only
+  // after they return: a deadlock that ends in timeout_error. Scoped to the group, it completes.
+  const int n = 4;
+  std::latch first_pair_done(2);
+  std::vector<std::vector<float>> out(n);
+  auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    const int me = comm.rank();
+    if (me >= 2) first_pair_done.wait();
+    std::vector<float> d(64, static_cast<float>(me));
+    dssync::algorithms::gossip g;
+    dssync::synchronize(comm, full_mesh(n), g, d, dssync::ops::average{}, dssync_test::test_options(std::chrono::seconds(10)));
+    if (me < 2) first_pair_done.count_down();
+    out[static_cast<std::size_t>(me)] = d;
+  });
+  REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
+  CHECK(out[0] == std::vector<float>(64, 0.5f));
+  CHECK(out[1] == std::vector<float>(64, 0.5f));
+  CHECK(out[2] == std::vector<float>(64, 2.5f));
+  CHECK(out[3] == std::vector<float>(64, 2.5f));
+}
+
+TEST_CASE("a mismatch inside a group is named on both of its members, and only there") {
+  // Pair {0,1} agrees; in pair {2,3}, rank 3 has a different count. Ranks 2 and 3 get mismatch_error
+  // naming each other; 0 and 1 finish their average.
+  const int n = 4;
+  std::vector<std::string> msgs(n);
+  std::vector<int> other(n, -1);
+  std::vector<std::vector<float>> out(n);
+  auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    const int me = comm.rank();
+    std::vector<float> d(me == 3 ? 65 : 64, static_cast<float>(me));
+    dssync::algorithms::gossip g;
+    try {
+      dssync::synchronize(comm, full_mesh(n), g, d, dssync::ops::average{}, dssync_test::test_options(std::chrono::seconds(10)));
+    } catch (const dssync::mismatch_error& e) {
+      msgs[static_cast<std::size_t>(me)] = e.what();
+      other[static_cast<std::size_t>(me)] = e.peer();
+    }
+    out[static_cast<std::size_t>(me)] = d;
+  });
+  REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
+  CHECK(msgs[0].empty());
+  CHECK(msgs[1].empty());
+  CHECK(out[0] == std::vector<float>(64, 0.5f));
+  for (int r : {2, 3}) {
+    CAPTURE(r);
+    const auto& m = msgs[static_cast<std::size_t>(r)];
+    CHECK_MESSAGE((contains(m, "element count") && has_number(m, 64) && has_number(m, 65)), m);
+    CHECK(other[static_cast<std::size_t>(r)] == 5 - r);
   }
 }
 

@@ -89,12 +89,28 @@ inline std::string compare(const signature& mine, int me, const signature& their
 
 }  // namespace detail
 
-/// Exchanges `mine` with every peer and throws `mismatch_error` (on every rank) if any differs.
+/// Exchanges `mine` with every rank of `scope` (every rank of the communicator when `scope` is empty)
+/// and throws `mismatch_error` (on every rank of the scope) if any differs.
+///
+/// The scope is what the plan's semantics couple: the whole world for an allreduce, the rank's own group
+/// for a group allreduce (gossip pairs, DS-Sync groups), so groups never wait for each other. Inside the
+/// scope every pair compares, whatever the plan's edges, so a mismatch that changes the edges (a count
+/// so small that a rank has no steps) is still named as a mismatch and not left to a deadline.
 /// \throws mismatch_error, timeout_error, peer_failure.
 template <concepts::transport T>
-void agree(T& comm, const signature& mine, const options& opt, std::uint32_t call) {
+void agree(T& comm, const signature& mine, const options& opt, std::uint32_t call, std::span<const int> scope = {}) {
   const int n = comm.size(), me = comm.rank();
   if (n == 1) return;
+  std::vector<int> peers;
+  if (scope.empty()) {
+    peers.reserve(static_cast<std::size_t>(n - 1));
+    for (int p = 0; p < n; ++p)
+      if (p != me) peers.push_back(p);
+  } else {
+    for (const int p : scope)
+      if (p != me) peers.push_back(p);
+  }
+  if (peers.empty()) return;
   const message_key key{call, agreement_channel, 0};
   std::vector<signature> theirs(static_cast<std::size_t>(n));
   std::vector<typename T::send_request> sends;
@@ -110,8 +126,7 @@ void agree(T& comm, const signature& mine, const options& opt, std::uint32_t cal
     }
   } g{comm, sends, recvs};
   const auto bytes = std::as_bytes(std::span<const signature>(&mine, 1));
-  for (int p = 0; p < n; ++p) {
-    if (p == me) continue;
+  for (const int p : peers) {
     sends.push_back(comm.isend(p, key, bytes));
     send_peer.push_back(p);
     recvs.push_back(comm.post_recv(p, key, sizeof(signature)));
@@ -183,8 +198,7 @@ void agree(T& comm, const signature& mine, const options& opt, std::uint32_t cal
     }
     comm.wait_progress(token, last + opt.timeout);
   }
-  for (int p = 0; p < n; ++p) {
-    if (p == me) continue;
+  for (const int p : peers) {
     if (auto d = detail::compare(mine, me, theirs[static_cast<std::size_t>(p)], p); !d.empty())
       throw mismatch_error("dssync: rank " + std::to_string(me) + ": ranks disagree on the " + d +
                                " (call " + std::to_string(call) + ")",
