@@ -1,7 +1,9 @@
 // BML's re-plan around failed servers (seed 003, "Fault Tolerance"): the verifier proves the survivors'
 // schedule for every failed server of BCube(2,2), (3,2), (2,3), (4,2), (3,3) and for every pair of failed
-// servers of BCube(3,2) and (2,3); k·(N-x) pieces; the survivors run it on the in-process transport and
-// end with exactly the sum of their own data; bad failure lists are refused with the value named.
+// servers of BCube(3,2) and (2,3); k·(N-x) pieces; an early server's next-stage sends wait for a late
+// peer through data (so the executor keeps that order too); the survivors run it on the in-process
+// transport and end with exactly the sum of their own data; bad failure lists are refused with the
+// value named.
 #include <doctest/doctest.h>
 
 #include <dssync/algorithms/bcube.hpp>
@@ -104,6 +106,59 @@ TEST_SUITE("algorithms") {
       }
     CHECK(from0);
     CHECK(to2);
+  }
+
+  TEST_CASE("bcube failure: an early server's next-stage sends wait for a late peer through data") {
+    // BCube(3,2) without [0,0]: in thread 0 the short group {[0,1], [0,2]} (survivors 0 and 1) ends
+    // aggregation 1 early. Survivor 0's aggregation-2 sends follow receives of fragments (heads) of the
+    // same pieces from its full-group peers on level 1, [1,1] and [2,1] (survivors 3 and 6).
+    const std::vector<int> failed{0};
+    const auto s = alg::bcube{}.plan_without(topo::bcube(3, 2), failed, {100000, 0});
+    REQUIRE(dssync::verify(s).ok);
+    const auto& steps = s.ranks[0].channels[0].steps;
+    std::set<int> heads_from;
+    bool sent = false;
+    for (const auto& st : steps) {
+      if (st.stage != 1) continue;
+      if (st.is_send()) sent = true;
+      else if (!sent) heads_from.insert(st.peer);
+    }
+    CHECK(heads_from == std::set<int>{3, 6});
+    // The executor orders two steps of one channel only when their ranges overlap, so every send of an
+    // aggregation stage that the plan puts after a receive of that stage must start with elements such
+    // a receive wrote: then the simulator's in-order wait is also the executor's. For every server of
+    // several BCubes, each without one server.
+    struct bc {
+      int n, k, failed;
+    };
+    std::size_t gated = 0;
+    for (const bc c : {bc{3, 2, 0}, bc{3, 2, 4}, bc{4, 2, 0}, bc{3, 3, 0}, bc{3, 3, 13}}) {
+      CAPTURE(c.n);
+      CAPTURE(c.k);
+      CAPTURE(c.failed);
+      const std::vector<int> f{c.failed};
+      const auto p = alg::bcube{}.plan_without(topo::bcube(c.n, c.k), f, {100000, 0});
+      REQUIRE(dssync::verify(p).ok);
+      for (std::size_t r = 0; r < p.ranks.size(); ++r)
+        for (const auto& ch : p.ranks[r].channels)
+          for (std::size_t i = 0; i < ch.steps.size(); ++i) {
+            const auto& st = ch.steps[i];
+            if (!st.is_send() || st.stage == 0 || st.stage >= static_cast<std::uint32_t>(c.k)) continue;
+            bool after_recv = false, first_written = false;
+            for (std::size_t j = 0; j < i; ++j) {
+              const auto& e = ch.steps[j];
+              if (e.stage != st.stage || !e.is_recv()) continue;
+              after_recv = true;
+              first_written = first_written || e.data.overlaps({st.data.offset, 1});
+            }
+            if (!after_recv) continue;
+            CAPTURE(r);
+            CAPTURE(i);
+            CHECK(first_written);
+            ++gated;
+          }
+    }
+    CHECK(gated > 0);
   }
 
   TEST_CASE("bcube failure: no failed server gives the failure-free plan") {

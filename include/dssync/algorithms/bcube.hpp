@@ -52,7 +52,11 @@ namespace dssync::algorithms {
 /// servers (Boost.Graph), merging where paths meet. The broadcast is the exact time reversal of
 /// aggregation plus relays: every message is sent back the other way with the final values, so every
 /// survivor that ever gave up a piece gets it back. With [0,0] of BCube(3,2) failed this takes the seed's
-/// 18·T_C = 9/8·T_F.
+/// 18·T_C = 9/8·T_F stage by stage. A group short of a member finishes an aggregation stage early; so
+/// that its members do not start the next stage while the full groups still send the last one (their
+/// traffic would share ports and stretch the critical path), such an early sender's next-stage send of
+/// a piece waits for a fragment of the same piece from a late peer of that stage: a data dependency,
+/// which the executor honours as the simulator does (see `detail::bml_replan::gate`).
 struct bcube {
   static constexpr std::string_view name = "bcube";
 
@@ -217,11 +221,22 @@ class bml_replan {
  private:
   using graph_t = boost::adjacency_list<boost::vecS, boost::vecS, boost::undirectedS>;
   static constexpr std::size_t relay_segments = 32;
+  // A gate's fragment: the first 1/gate_parts of a piece (see `gate`); small, so that it arrives almost
+  // as soon as its sender reaches the stage.
+  static constexpr std::size_t gate_parts = 256;
+  enum class cut : std::uint8_t { whole, head, tail };
   struct xfer {
     int src, dst;  // survivor indices
     int q;         // piece position in the thread's order
     step_kind kind = step_kind::recv_reduce;
+    cut p = cut::whole;  // the piece, or its gate fragment (head) or the rest (tail)
+    bool gated = false;  // a send that follows the sender's gate receives
   };
+  static range part_of(const range& r, cut p) {
+    if (p == cut::whole) return r;
+    const range h = subchunk(r, gate_parts, 0);
+    return p == cut::head ? h : range{h.end(), r.end() - h.end()};
+  }
 
   static std::size_t idx(int i) { return static_cast<std::size_t>(i); }
   int digit(int r, int level) const { return (r / pow_[idx(level)]) % n_; }
@@ -284,9 +299,11 @@ class bml_replan {
     return bfs_cache_.emplace(root, std::make_pair(std::move(dist), std::move(parent))).first->second;
   }
 
-  // Emits one round of transfers (a stage or a relay round) into `agg`: per rank, sends grouped by peer,
-  // then receives grouped by peer, peers ordered by (level, digit offset) as in the failure-free plan;
-  // each group's pieces as runs of consecutive positions with one receive kind.
+  // Emits one round of transfers (a stage or a relay round) into `agg`. Per rank, in this order: gate
+  // fragments it sends (heads), its ungated sends, the gate fragments it receives, its gated sends, its
+  // other receives (see `gate`); within each, peers ordered by (level, digit offset) as in the
+  // failure-free plan. Each (sender, receiver) pair's pieces go as runs of consecutive positions with one
+  // receive kind, in the same order on both sides: heads, ungated runs, gated runs.
   template <class PieceRange>
   void emit(std::vector<xfer>& round, std::vector<std::vector<step>>& agg, PieceRange&& piece, bool merge,
             std::uint32_t stage) const {
@@ -296,53 +313,67 @@ class bml_replan {
       const int off = sending ? (digit(b, l) - digit(a, l) + n_) % n_ : (digit(a, l) - digit(b, l) + n_) % n_;
       return std::make_pair(l, off);
     };
-    // Order as the receivers see them.
     std::sort(round.begin(), round.end(), [&](const xfer& x, const xfer& y) {
-      if (x.dst != y.dst) return x.dst < y.dst;
-      if (x.src != y.src) return peer_key(x.dst, x.src, false) < peer_key(y.dst, y.src, false);
-      return x.q < y.q;
+      return std::tie(x.src, x.dst, x.gated, x.q) < std::tie(y.src, y.dst, y.gated, y.q);
     });
-    auto runs = [&](std::vector<const xfer*>& xs, auto&& push) {
-      for (std::size_t i = 0; i < xs.size();) {
-        std::size_t j = i + 1;
-        while (merge && j < xs.size() && xs[j]->q == xs[j - 1]->q + 1 && xs[j]->kind == xs[i]->kind) ++j;
-        const range a = piece(xs[i]->q), b = piece(xs[j - 1]->q);
-        push(*xs[i], range{a.offset, b.end() - a.offset});
-        i = j;
-      }
+    struct message {
+      int src, dst;
+      range data;
+      step_kind kind;
+      int group;  // 0 head, 1 ungated run, 2 gated run
     };
-    for (int v = 0; v < M_; ++v) {
-      std::vector<const xfer*> out, in;
-      for (const auto& x : round) {
-        if (x.src == v) out.push_back(&x);
-        if (x.dst == v) in.push_back(&x);
+    // Per pair, in FIFO order.
+    std::map<std::pair<int, int>, std::vector<message>> pairs;
+    for (std::size_t i = 0; i < round.size();) {
+      std::size_t j = i;
+      while (j < round.size() && round[j].src == round[i].src && round[j].dst == round[i].dst) ++j;
+      auto& out = pairs[{round[i].src, round[i].dst}];
+      for (std::size_t x = i; x < j; ++x)
+        if (round[x].p == cut::head)
+          out.push_back({round[x].src, round[x].dst, part_of(piece(round[x].q), cut::head), round[x].kind, 0});
+      for (std::size_t x = i; x < j;) {
+        if (round[x].p == cut::head) {
+          ++x;
+          continue;
+        }
+        std::size_t y = x + 1;
+        while (merge && y < j && round[y].p == cut::whole && round[y].q == round[y - 1].q + 1 &&
+               round[y].kind == round[x].kind && round[y].gated == round[x].gated)
+          ++y;
+        const range a = part_of(piece(round[x].q), round[x].p), b = piece(round[y - 1].q);
+        out.push_back({round[x].src, round[x].dst, range{a.offset, b.end() - a.offset}, round[x].kind,
+                       round[x].gated ? 2 : 1});
+        x = y;
       }
-      std::stable_sort(out.begin(), out.end(), [&](const xfer* x, const xfer* y) {
-        if (x->dst != y->dst) return peer_key(v, x->dst, true) < peer_key(v, y->dst, true);
-        return x->q < y->q;
+      i = j;
+    }
+    for (int v = 0; v < M_; ++v) {
+      std::vector<const std::vector<message>*> to, from;
+      for (const auto& [key, msgs] : pairs) {
+        if (key.first == v) to.push_back(&msgs);
+        if (key.second == v) from.push_back(&msgs);
+      }
+      std::stable_sort(to.begin(), to.end(), [&](auto* x, auto* y) {
+        return peer_key(v, x->front().dst, true) < peer_key(v, y->front().dst, true);
       });
-      auto sends = [&] {
-        for (std::size_t i = 0; i < out.size();) {
-          std::size_t j = i;
-          while (j < out.size() && out[j]->dst == out[i]->dst) ++j;
-          std::vector<const xfer*> grp(out.begin() + static_cast<std::ptrdiff_t>(i),
-                                       out.begin() + static_cast<std::ptrdiff_t>(j));
-          runs(grp, [&](const xfer& x, range r) { agg[idx(v)].push_back({step_kind::send, x.dst, r, stage}); });
-          i = j;
-        }
+      std::stable_sort(from.begin(), from.end(), [&](auto* x, auto* y) {
+        return peer_key(v, x->front().src, false) < peer_key(v, y->front().src, false);
+      });
+      auto sends = [&](int group) {
+        for (const auto* msgs : to)
+          for (const auto& m : *msgs)
+            if (m.group == group) agg[idx(v)].push_back({step_kind::send, m.dst, m.data, stage});
       };
-      auto recvs = [&] {
-        for (std::size_t i = 0; i < in.size();) {
-          std::size_t j = i;
-          while (j < in.size() && in[j]->src == in[i]->src) ++j;
-          std::vector<const xfer*> grp(in.begin() + static_cast<std::ptrdiff_t>(i),
-                                       in.begin() + static_cast<std::ptrdiff_t>(j));
-          runs(grp, [&](const xfer& x, range r) { agg[idx(v)].push_back({x.kind, x.src, r, stage}); });
-          i = j;
-        }
+      auto recvs = [&](bool heads) {
+        for (const auto* msgs : from)
+          for (const auto& m : *msgs)
+            if ((m.group == 0) == heads) agg[idx(v)].push_back({m.kind, m.src, m.data, stage});
       };
-      sends();
-      recvs();
+      sends(0);
+      sends(1);
+      recvs(true);
+      sends(2);
+      recvs(false);
     }
   }
 
@@ -385,6 +416,8 @@ class bml_replan {
       if (it != f.end() && *it == q) f.erase(it);
     };
     std::vector<std::vector<step>> agg(idx(M_));
+    // When each survivor is estimated to finish the stages so far, in piece times (see `gate`).
+    std::vector<double> ready(idx(M_), 0.0);
 
     // Aggregation stages.
     for (int j = 0; j < k_; ++j) {
@@ -418,7 +451,8 @@ class bml_replan {
         return std::tie(x.dst, x.src, x.q) < std::tie(y.dst, y.src, y.q);
       });
       emit_kinds(round, [&](int v, int q) { return native(survivors_[idx(v)], q, j) || has_foreign(v, q); });
-      emit(round, agg, [&](int q) { return piece[idx(q)]; }, true, static_cast<std::uint32_t>(j));
+      std::vector<xfer> gated = gate(round, ready, piece);
+      emit(gated, agg, [&](int q) { return piece[idx(q)]; }, true, static_cast<std::uint32_t>(j));
       for (const auto& [v, q] : keeps)
         if (!native(survivors_[idx(v)], q, j + 1)) add_foreign(v, q);
       for (const auto& x : round)
@@ -468,6 +502,73 @@ class bml_replan {
         steps.push_back({st->is_send() ? step_kind::recv_copy : step_kind::send, st->peer, st->data,
                          static_cast<std::uint32_t>(2 * k_ + 1) - st->stage});
     }
+  }
+
+  // Gates one aggregation stage (transfers `round`, receive kinds set) so that a server that finished
+  // the previous stage early does not start sending this one before its peers have finished theirs.
+  // Groups short of a member finish a stage early; their next-stage sends would then share ports with
+  // the full groups' last transfers of the previous stage (on the other channel) and stretch the
+  // critical path. The executor orders two steps of one channel only when their ranges overlap (and
+  // within its window), so the gate must be a data dependency: when an early server v and a late server
+  // w both send piece q to p, w sends the head of q (its first 1/gate_parts) to v instead of p, v
+  // reduces it into its q before sending q on to p, and w sends p only the rest (the tail). v's send,
+  // whose first segment overlaps the head, waits for w to reach this stage in the executor as in the
+  // simulator; p receives the same contributions, and no more bytes move than the heads. Only a piece
+  // both reduce into a piece p already holds is gated, and a server is either gated or a head's sender
+  // in one stage, never both. A server's finish is estimated as its busiest port's load in the stages
+  // so far (`ready`, in piece times), which this updates to the end of this stage.
+  template <class Pieces>
+  std::vector<xfer> gate(const std::vector<xfer>& round, std::vector<double>& ready, const Pieces& piece) const {
+    std::vector<xfer> out = round;
+    std::vector<double> sent(idx(M_), 0.0), got(idx(M_), 0.0), from(idx(M_), 0.0);
+    for (const auto& x : round) {
+      sent[idx(x.src)] += 1;
+      got[idx(x.dst)] += 1;
+      from[idx(x.dst)] = std::max(from[idx(x.dst)], ready[idx(x.src)]);
+    }
+    std::vector<double> finish(idx(M_));
+    for (int v = 0; v < M_; ++v)
+      finish[idx(v)] = std::max(ready[idx(v)] + sent[idx(v)], std::max(ready[idx(v)], from[idx(v)]) + got[idx(v)]);
+    std::sort(out.begin(), out.end(), [](const xfer& x, const xfer& y) {
+      return std::tie(x.src, x.dst, x.q) < std::tie(y.src, y.dst, y.q);
+    });
+    // (receiver, piece) -> the transfers that bring it, in `out`.
+    std::map<std::pair<int, int>, std::vector<std::size_t>> senders;
+    for (std::size_t i = 0; i < out.size(); ++i) senders[{out[i].dst, out[i].q}].push_back(i);
+    std::vector<char> early(idx(M_), 0), late(idx(M_), 0);
+    std::vector<xfer> heads;
+    // Each run of consecutive pieces from one sender to one receiver is one message (see `emit`); a run is
+    // gated on its first piece.
+    for (std::size_t i = 0; i < out.size();) {
+      std::size_t j = i + 1;
+      while (j < out.size() && out[j].src == out[i].src && out[j].dst == out[i].dst && out[j].q == out[j - 1].q + 1 &&
+             out[j].kind == out[i].kind)
+        ++j;
+      const xfer x = out[i];
+      const std::size_t run_end = j;
+      const std::size_t first = i;
+      i = j;
+      const range pc = piece[idx(x.q)];
+      if (x.kind != step_kind::recv_reduce || late[idx(x.src)] || part_of(pc, cut::head).empty() ||
+          part_of(pc, cut::tail).empty())
+        continue;
+      // The latest other sender of the same piece to the same receiver, reducing there as well.
+      std::size_t b = out.size();
+      for (std::size_t k : senders[{x.dst, x.q}]) {
+        const xfer& y = out[k];
+        if (y.src == x.src || y.kind != step_kind::recv_reduce || y.p != cut::whole || early[idx(y.src)]) continue;
+        if (b == out.size() || ready[idx(y.src)] > ready[idx(out[b].src)]) b = k;
+      }
+      if (b == out.size() || !(ready[idx(out[b].src)] > ready[idx(x.src)] + 0.5)) continue;
+      early[idx(x.src)] = 1;
+      late[idx(out[b].src)] = 1;
+      for (std::size_t k = first; k < run_end; ++k) out[k].gated = true;
+      out[b].p = cut::tail;
+      heads.push_back({out[b].src, x.src, x.q, step_kind::recv_reduce, cut::head, false});
+    }
+    out.insert(out.end(), heads.begin(), heads.end());
+    ready = finish;
+    return out;
   }
 
   // Sets each transfer's receive kind; `round` is sorted by (dst, src, q), which is not yet the emit
