@@ -58,6 +58,7 @@ bool eventually(Pred&& pred) {
 }
 
 enum class after_cancel {
+  keep,               // the sender leaves its buffer as it was (what zero-copy sends require)
   overwrite,          // the sender overwrites its buffer and keeps it (a read of it would show 0xEE)
   overwrite_free,     // ... and frees it
   destroy_transport,  // ... and destroys its transport too: the send becomes an orphan
@@ -69,12 +70,13 @@ constexpr int verdict_tag = 4711;
 /// it overwrites its buffer (and frees it, or destroys its transport). Only then does rank 1 post the
 /// receive. Rank 0 drives the withdrawn send until MPI has finished it (delivered or cancelled) and tells
 /// rank 1 which. Rank 1 must get the original bytes or, if MPI really cancelled the send, nothing.
-void withdraw_case(std::size_t size, after_cancel what, unsigned seed) {
+void withdraw_case(std::size_t size, after_cancel what, unsigned seed, mpi::send_mode mode = mpi::send_mode::copy) {
   const auto world = world_comm();
   const int me = world.rank();
   CAPTURE(size);
   CAPTURE(static_cast<int>(what));
-  auto comm = std::make_unique<mpi>(world);  // collective: a fresh communicator for each case
+  // collective: a fresh communicator for each case; sending from copies is the mode that promises this
+  auto comm = std::make_unique<mpi>(world, mode);
   const message_key key{seed, 0, 0};
   const auto original = pattern(size, seed);
   if (me == 0) {
@@ -86,8 +88,8 @@ void withdraw_case(std::size_t size, after_cancel what, unsigned seed) {
     if (size > 65536)  // beyond the eager limits: MPI reads the bytes only once the receive is posted
       CHECK_MESSAGE(w.in_flight == 1, "the withdrawn send finished before its receive was posted: this MPI buffered "
                                       "it, so the case does not reach the withdrawn-sends list");
-    std::fill(buffer->begin(), buffer->end(), std::byte{0xEE});
-    if (what != after_cancel::overwrite) buffer.reset();
+    if (what != after_cancel::keep) std::fill(buffer->begin(), buffer->end(), std::byte{0xEE});
+    if (what != after_cancel::overwrite && what != after_cancel::keep) buffer.reset();
     const mpi::withdrawn_sends orphans_before = mpi::orphaned_sends();
     const bool orphan = what == after_cancel::destroy_transport && w.in_flight == 1;
     if (what == after_cancel::destroy_transport) {
@@ -161,7 +163,7 @@ TEST_SUITE("mpi") {
 
   TEST_CASE("mpi transport: withdrawn sends keep no staging after MPI finishes them; the transport stays usable") {
     const auto world = world_comm();
-    mpi comm(world);
+    mpi comm(world, mpi::send_mode::copy);
     const int me = comm.rank(), n = comm.size();
     const message_key key{21, 0, 0};
     const auto original = pattern(std::size_t{1} << 18, 21);
@@ -189,6 +191,13 @@ TEST_SUITE("mpi") {
     CHECK(v.front() == static_cast<float>(n));
     CHECK(v.back() == static_cast<float>(n));
     world.barrier();
+  }
+
+  TEST_CASE("mpi transport: zero-copy (the default) parks a withdrawn unfinished send until MPI completes it") {
+    // The caller keeps its buffer as it was: MPI still delivers the send after the withdrawal (or really
+    // cancels it), and the transport counts it in flight until then, never MPI_Request_free'd.
+    CHECK(mpi(world_comm()).mode() == mpi::send_mode::zero_copy);
+    withdraw_case(std::size_t{1} << 20, after_cancel::keep, 15, mpi::send_mode::zero_copy);
   }
 
   TEST_CASE("mpi tags: distinct keys of calls in flight get distinct tags within MPI_TAG_UB") {

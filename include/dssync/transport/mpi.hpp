@@ -3,11 +3,16 @@
 /// `transport::mpi`: the distributed engine. Runs every dssync schedule across processes and machines
 /// through MPI (OpenMPI from Debian), with the communicator managed by Boost.MPI.
 ///
-/// Messages are raw bytes (`MPI_BYTE`), never serialized. A send is copied into a pooled staging buffer
-/// that the transport owns, and `MPI_Isend` reads that copy, never the user's buffer: so a withdrawn send
-/// (`cancel`) that MPI cannot cancel, and still delivers later, delivers the bytes of the time of `isend`,
-/// and the caller may overwrite or free its buffer as soon as `isend` returns. The cost is one `memcpy`
-/// per send segment and staging memory for the sends still in flight (see `cancel` and `staging_bytes`).
+/// Messages are raw bytes (`MPI_BYTE`), never serialized. Sends are `MPI_Isend` straight from the caller's
+/// buffer by default (`send_mode::zero_copy`), as NCCL and MPI do: a send that is withdrawn (`cancel`, on an
+/// error) and that MPI cannot cancel stays pending, parked by the transport (never `MPI_Request_free`d),
+/// and MPI may still read that buffer until it completes (`withdrawn().in_flight` counts them), just as
+/// MPI forbids reusing the buffer of an unfinished `MPI_Isend`. With `send_mode::copy` every send is first
+/// copied into a pooled staging buffer that the transport owns and MPI reads that copy: the caller may
+/// overwrite or free its buffer as soon as `isend` returns, and a withdrawn send that MPI still delivers
+/// carries the bytes of the time of `isend`. The cost, measured at 2 ranks over shared memory: one `memcpy`
+/// per send segment (+27 % time at 64 MiB) and staging memory for every send in flight (68 MiB at 64 MiB
+/// against 5.3 MiB), see bench/README.md.
 /// Receives land in a pooled staging buffer (one segment each; `options::recv_depth` per step in flight)
 /// or, when the executor knows the destination is free, straight in the user's buffer.
 /// Tags encode (call, channel, message) without folding (`tag_map`), so channels and successive
@@ -304,14 +309,28 @@ class mpi {
   /// Stalled ranks run a census after the deadline to name the unresponsive ones (see file comment).
   static constexpr bool census = true;
 
+  /// Where sends are read from (see the file comment): the caller's buffer, or a transport-owned copy.
+  enum class send_mode : std::uint8_t {
+    zero_copy,  ///< `MPI_Isend` from the caller's buffer; a withdrawn unfinished send may still read it
+    copy,       ///< `MPI_Isend` from a staging copy; the caller's buffer is free when `isend` returns
+  };
+
   /// Wraps a Boost.MPI communicator. Collective: dssync works on its own duplicate (MPI_Comm_dup), so its
   /// tags never meet the application's messages, and sets MPI_ERRORS_RETURN on that duplicate so that
   /// MPI errors become dssync exceptions instead of aborting the job. (It keeps a second duplicate that
   /// carries no data, the parent of `create_group`.)
-  explicit mpi(const boost::mpi::communicator& comm) : comm_(comm, boost::mpi::comm_duplicate) { init(); }
+  explicit mpi(const boost::mpi::communicator& comm, send_mode mode = send_mode::zero_copy)
+      : comm_(comm, boost::mpi::comm_duplicate), mode_(mode) {
+    init();
+  }
   /// Wraps a raw `MPI_Comm` (not taken over: dssync duplicates it), for codes that do not use Boost.MPI.
   /// Collective, like the other constructor.
-  explicit mpi(MPI_Comm raw) : comm_(raw, boost::mpi::comm_duplicate) { init(); }
+  explicit mpi(MPI_Comm raw, send_mode mode = send_mode::zero_copy)
+      : comm_(raw, boost::mpi::comm_duplicate), mode_(mode) {
+    init();
+  }
+  /// Where this transport's sends are read from.
+  [[nodiscard]] send_mode mode() const noexcept { return mode_; }
   mpi(const mpi&) = delete;
   mpi& operator=(const mpi&) = delete;
   mpi(mpi&&) = delete;
@@ -418,7 +437,7 @@ class mpi {
     if (created == MPI_COMM_NULL)
       throw error(who + "MPI_Comm_create_group returned MPI_COMM_NULL for a listed rank", rank_);
     return std::unique_ptr<mpi>(
-        new mpi(boost::mpi::communicator(created, boost::mpi::comm_take_ownership), adopt_t{}));
+        new mpi(boost::mpi::communicator(created, boost::mpi::comm_take_ownership), adopt_t{}, mode_));
   }
 
   /// The key-to-tag mapping of this communicator, read from its MPI_TAG_UB at construction.
@@ -426,17 +445,21 @@ class mpi {
   /// The MPI tag of `k` (see `tag_map`). \throws invalid_argument if `k` has none.
   [[nodiscard]] int tag(const message_key& k) const { return tags_(k); }
 
-  /// Copies `bytes` into a staging buffer and sends the copy: the caller's buffer is free again on return.
+  /// Sends `bytes` to `peer`: from the caller's buffer (`send_mode::zero_copy`, which must then stay valid
+  /// until the send completes or, once withdrawn, until `withdrawn().in_flight` no longer counts it), or
+  /// from a staging copy (`send_mode::copy`: the caller's buffer is free again on return).
   /// \throws invalid_argument, before anything is posted, if `key` has no MPI tag (see `tag_map`).
   send_request isend(int peer, message_key key, std::span<const std::byte> bytes) {
     const int t = tag(key);
     if (!withdrawn_.empty()) reap_withdrawn();
     send_request r;
-    if (!bytes.empty()) {
+    const void* from = bytes.data();
+    if (mode_ == send_mode::copy && !bytes.empty()) {
       r.staging = pool_.acquire(bytes.size());
       std::memcpy(r.staging.data, bytes.data(), bytes.size());
+      from = r.staging.data;
     }
-    if (const int rc = MPI_Isend(r.staging.data, static_cast<int>(bytes.size()), MPI_BYTE, peer, t, native(), &r.req);
+    if (const int rc = MPI_Isend(from, static_cast<int>(bytes.size()), MPI_BYTE, peer, t, native(), &r.req);
         rc != MPI_SUCCESS) {
       pool_.release(r.staging);
       detail::check_mpi(rc, "MPI_Isend", rank_);
@@ -611,7 +634,7 @@ class mpi {
  private:
   struct adopt_t {};
   /// Takes `owned` as it is (no duplicate): for communicators dssync created itself.
-  mpi(boost::mpi::communicator owned, adopt_t) : comm_(std::move(owned)) { init(); }
+  mpi(boost::mpi::communicator owned, adopt_t, send_mode mode) : comm_(std::move(owned)), mode_(mode) { init(); }
 
   void init() {
     MPI_Comm_set_errhandler(native(), MPI_ERRORS_RETURN);
@@ -655,6 +678,7 @@ class mpi {
   }
 
   boost::mpi::communicator comm_;
+  send_mode mode_ = send_mode::zero_copy;
   /// A second duplicate that carries no data: the parent of `create_group` (see there).
   boost::mpi::communicator control_;
   int rank_ = 0, size_ = 1, tag_ub_ = tag_map::min_tag_ub;
