@@ -436,7 +436,7 @@ template <concepts::topology Topo>
   throw invalid_argument("dssync cost model: no prediction for policy \"" + std::string(name) + "\"");
 }
 
-/// The registered allreduce policy (`policy_names()`, less those whose plans are not allreduces: gossip) with the
+/// The registered allreduce policy (`policy_names()`, less those whose plans are not allreduces: gossip, chain) with the
 /// lowest predicted time on `t` for `bytes` per worker; ties go to the one listed first (ring). Policies
 /// the cost model does not know are skipped. DSSYNC_ALGO, when set and not empty, overrides the choice
 /// and is returned as is, unchecked (as everywhere in dssync, it forces the policy; `registry().at`
@@ -450,7 +450,8 @@ template <concepts::topology Topo>
   std::string_view best = ring::name;
   double best_time = std::numeric_limits<double>::infinity();
   for (auto name : policy_names()) {
-    if (registry().at(name).promises != semantics::allreduce) continue;
+    if (!registry().at(name).plans(semantics::allreduce) || registry().at(name).promises != semantics::allreduce)
+      continue;
     const auto v = detail::step_model_time(name, t, m, bytes, element_size);
     if (v && *v < best_time) {
       best_time = *v;

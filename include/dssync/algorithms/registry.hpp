@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <span>
 #include <string>
@@ -22,6 +23,8 @@
 #include <vector>
 
 #include "dssync/algorithms/bcube.hpp"
+#include "dssync/algorithms/binomial_tree.hpp"
+#include "dssync/algorithms/chain.hpp"
 #include "dssync/algorithms/direct.hpp"
 #include "dssync/algorithms/double_binary_tree.hpp"
 #include "dssync/algorithms/gossip.hpp"
@@ -109,6 +112,7 @@ struct policy_entry {
   std::string name;     ///< its `P::name`, unique in the registry
   std::string summary;  ///< one line for listings
   semantics promises = semantics::allreduce;  ///< what its plans promise (gossip: group allreduce)
+  std::vector<semantics> collectives{semantics::allreduce};  ///< the collectives it plans (`P::collectives`)
   bool cacheable = true;                      ///< `is_cacheable_policy` of the policy
   /// Its plan on `t` for `q`. \throws invalid_argument naming what it cannot serve.
   std::function<schedule(const topology_ref& t, plan_request q)> plan;
@@ -117,6 +121,18 @@ struct policy_entry {
   /// Its plan for the survivors of `failed`; empty for a policy without `plan_without`.
   std::function<schedule(const topology_ref& t, std::span<const int> failed, plan_request q)> plan_without;
 
+  /// Whether the policy plans collective `c`.
+  [[nodiscard]] bool plans(semantics c) const noexcept {
+    for (semantics x : collectives)
+      if (x == c) return true;
+    return false;
+  }
+  /// The collectives it plans, as "broadcast, reduce".
+  [[nodiscard]] std::string collective_list() const {
+    std::string out;
+    for (semantics x : collectives) out += (out.empty() ? "" : ", ") + std::string(to_string(x));
+    return out;
+  }
   /// Whether the policy can re-plan around failed ranks.
   [[nodiscard]] bool can_replan() const noexcept { return static_cast<bool>(plan_without); }
   /// `cache_key(q)`, or "".
@@ -132,6 +148,10 @@ template <class P>
   e.summary = std::move(summary);
   e.promises = promised_semantics<P>;
   e.cacheable = is_cacheable_policy<P>;
+  if constexpr (requires { P::collectives; })
+    e.collectives.assign(std::begin(P::collectives), std::end(P::collectives));
+  else
+    e.collectives = {promised_semantics<P>};
   e.plan = [prototype](const topology_ref& t, plan_request q) -> schedule {
     return t.visit([&](const auto& m) -> schedule {
       using M = std::remove_cvref_t<decltype(m)>;
@@ -178,6 +198,8 @@ class policy_registry {
     add(make_policy_entry<parameter_server>({}, "sharded parameter server: push to servers, pull back"));
     add(make_policy_entry<bcube>({}, "BML on BCube(n,k): k-channel aggregation and broadcast (needs a bcube topology)"));
     add(make_policy_entry<gossip>({}, "pairwise gossip averaging: a group allreduce over rotating pairs"));
+    add(make_policy_entry<chain>({}, "pipelined chain broadcast and reduce, for large messages"));
+    add(make_policy_entry<binomial_tree>({}, "binomial-tree broadcast and reduce, ceil(log2 N) hops, for small messages"));
   }
   policy_registry(const policy_registry&) = delete;
   policy_registry& operator=(const policy_registry&) = delete;

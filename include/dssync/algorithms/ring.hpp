@@ -3,12 +3,17 @@
 /// `algorithms::ring`: ring allreduce as in Baidu's and Horovod's implementation (seed 001; Patarasuk &
 /// Yuan 2009): reduce-scatter over N-1 steps, then all-gather over N-1 steps.
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include "dssync/algorithms/blocks/compose.hpp"
+#include "dssync/algorithms/blocks/partition.hpp"
+#include "dssync/algorithms/blocks/ring.hpp"
 #include "dssync/algorithms/replan.hpp"
 #include "dssync/core/chunking.hpp"
 #include "dssync/core/policy.hpp"
@@ -22,13 +27,35 @@ namespace dssync::algorithms {
 /// Each rank sends 2(N-1)/N of its buffer, the bandwidth lower bound. Every element is reduced on one
 /// rank only and then copied, so all ranks end bitwise identical. Works on any topology: it uses the
 /// logical ring 0 -> 1 -> ... -> N-1 -> 0. The executor pipelines each chunk in segments.
+///
+/// It also plans the halves alone (`q.collective`): reduce-scatter, rank r ending with its block r, and
+/// allgather, rank r starting with its block r; blocks are `partition(count, N)` or `q.block_sizes`.
 struct ring {
   static constexpr std::string_view name = "ring";
+  static constexpr std::array collectives = {semantics::allreduce, semantics::reduce_scatter, semantics::allgather};
 
   /// Builds the schedule for `t.workers()` ranks and `q.count` elements.
+  /// \throws invalid_argument for a collective other than the three, or block sizes that do not fit.
   template <concepts::topology Topo>
   [[nodiscard]] schedule plan(const Topo& t, plan_request q) const {
-    return build(t.workers(), q.count);
+    const int n = t.workers();
+    switch (q.collective) {
+      case semantics::allreduce: return build(n, q.count);
+      case semantics::reduce_scatter:
+      case semantics::allgather: {
+        auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective);
+        s.blocks = blocks::block_layout(q.count, static_cast<std::size_t>(n), q.block_sizes);
+        const auto members = blocks::iota_members(n);
+        if (q.collective == semantics::reduce_scatter)
+          blocks::ring_reduce_scatter(s, members, s.blocks);
+        else
+          blocks::ring_allgather(s, members, s.blocks);
+        return s;
+      }
+      default: break;
+    }
+    throw invalid_argument(std::string("algorithms::ring plans allreduce, reduce-scatter and allgather, not ") +
+                           to_string(q.collective));
   }
 
   /// The plan for the survivors of the ranks `failed` of `t`: the same algorithm over the survivors,
@@ -41,32 +68,14 @@ struct ring {
     return on_survivors(build(m, q.count), std::move(alive));
   }
 
-  /// The schedule for `n` ranks and `count` elements. \throws invalid_argument if `n < 1`.
+  /// The allreduce schedule for `n` ranks and `count` elements: `blocks::ring_allreduce` with rank r
+  /// reducing chunk (r+1) mod N. \throws invalid_argument if `n < 1`.
   [[nodiscard]] static schedule build(int n, std::size_t count) {
-    if (n < 1) throw invalid_argument("algorithms::ring: world size " + std::to_string(n) + " must be at least 1");
-    schedule s;
-    s.policy = std::string(name);
-    s.world_size = n;
-    s.count = count;
-    s.kind = semantics::allreduce;
-    s.ranks.resize(static_cast<std::size_t>(n));
+    auto s = blocks::empty_plan(std::string(name), n, count, semantics::allreduce, n > 1 ? 1 : 0);
     if (n == 1) return s;
-    const auto parts = partition(count, static_cast<std::size_t>(n));
-    auto at = [&](long c) { return parts[static_cast<std::size_t>(((c % n) + n) % n)]; };
-    for (int r = 0; r < n; ++r) {
-      auto& steps = s.ranks[static_cast<std::size_t>(r)].channels.emplace_back().steps;
-      steps.reserve(4 * static_cast<std::size_t>(n - 1));
-      const int next = (r + 1) % n, prev = (r + n - 1) % n;
-      for (int k = 0; k < n - 1; ++k) {
-        steps.push_back({step_kind::send, next, at(r - k)});
-        steps.push_back({step_kind::recv_reduce, prev, at(r - k - 1)});
-      }
-      for (int k = 0; k < n - 1; ++k) {
-        steps.push_back({step_kind::send, next, at(r + 1 - k)});
-        steps.push_back({step_kind::recv_copy, prev, at(r - k)});
-      }
-    }
-    s.drop_empty();
+    auto parts = partition(count, static_cast<std::size_t>(n));
+    std::rotate(parts.begin(), parts.begin() + 1, parts.end());
+    blocks::ring_allreduce(s, blocks::iota_members(n), parts);
     return s;
   }
 };

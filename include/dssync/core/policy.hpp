@@ -19,6 +19,11 @@ namespace dssync {
 struct plan_request {
   std::size_t count = 0;        ///< elements per rank
   std::uint64_t iteration = 0;  ///< training iteration, for policies that change plans over time
+  semantics collective = semantics::allreduce;  ///< which collective (a policy plans those it declares)
+  int root = 0;                                 ///< root rank of a broadcast or reduce
+  /// Block sizes of a reduce-scatter or allgather, one per rank, summing to `count` (an allgatherv's
+  /// layout); empty: the balanced `partition(count, N)`. A view, valid during the `plan` call.
+  std::span<const std::size_t> block_sizes{};
 };
 
 /// `dssync::concepts::policy`: a policy `P` planning schedules on topology `Topo`.
@@ -38,6 +43,9 @@ struct plan_request {
 ///       the ranks `failed`, so that recovery and `dssync-sim --fail` work for it.
 ///     - `P::promises` (`static constexpr semantics`): what its plans promise when that is not an
 ///       allreduce (gossip: `semantics::group_allreduce`). The allreduce short form refuses others.
+///     - `P::collectives` (a `static constexpr` array of `semantics`): the collectives it plans, chosen by
+///       `q.collective` (ring: allreduce, reduce-scatter and allgather; chain: broadcast and reduce).
+///       Without it, a policy plans only what it `promises` and ignores `q.collective`.
 ///
 /// Caching rule (`is_cacheable_policy`): a policy is cached when `P::cacheable` says so; without it, when
 /// it is an empty type (no parameters) or says what its plans depend on with `cache_key`. A policy with
@@ -87,6 +95,18 @@ inline constexpr semantics promised_semantics = [] {
   else
     return semantics::allreduce;
 }();
+
+/// Whether `P` plans collective `c` (`P::collectives`, else only `promised_semantics<P>`).
+template <class P>
+[[nodiscard]] constexpr bool plans_collective(semantics c) noexcept {
+  if constexpr (requires { P::collectives; }) {
+    for (semantics x : P::collectives)
+      if (x == c) return true;
+    return false;
+  } else {
+    return c == promised_semantics<P>;
+  }
+}
 
 /// `p.cache_key(q)`, or "" for a policy without one.
 template <class P>

@@ -85,6 +85,8 @@ enum class semantics : std::uint8_t {
   group_allreduce,  ///< every rank holds the reduction of its group's data (DS-Sync, gossip)
   reduce,           ///< the root holds the reduction of all ranks' data; others are unspecified
   broadcast,        ///< every rank holds the root's data
+  reduce_scatter,   ///< rank r holds, on its block `blocks[r]`, the reduction of all ranks' data there
+  allgather,        ///< every rank holds on every block `blocks[j]` rank j's data there (copies, no op)
 };
 
 [[nodiscard]] constexpr const char* to_string(semantics s) noexcept {
@@ -93,8 +95,20 @@ enum class semantics : std::uint8_t {
     case semantics::group_allreduce: return "group-allreduce";
     case semantics::reduce: return "reduce";
     case semantics::broadcast: return "broadcast";
+    case semantics::reduce_scatter: return "reduce-scatter";
+    case semantics::allgather: return "allgather";
   }
   return "?";
+}
+
+/// Whether collective `s` partitions the buffer into per-rank blocks (`schedule::blocks`).
+[[nodiscard]] constexpr bool has_blocks(semantics s) noexcept {
+  return s == semantics::reduce_scatter || s == semantics::allgather;
+}
+
+/// Whether collective `s` has a root (`schedule::root`).
+[[nodiscard]] constexpr bool has_root(semantics s) noexcept {
+  return s == semantics::reduce || s == semantics::broadcast;
 }
 
 /// A complete plan for all ranks: a plain value, built by a policy, consumed by executors, the simulator,
@@ -106,6 +120,11 @@ struct schedule {
   semantics kind = semantics::allreduce;
   int root = 0;                    ///< for reduce and broadcast
   std::vector<std::vector<int>> groups;  ///< for group_allreduce: disjoint groups covering all ranks
+  /// For reduce_scatter and allgather: the disjoint block of the buffer each rank owns (one per rank, in
+  /// rank order; blocks may be empty). A reduce-scatter leaves rank r's result on `blocks[r]` (the rest of
+  /// its buffer unspecified); an allgather starts from rank r's data on `blocks[r]` (the rest of its
+  /// buffer is not read) and ends with every block everywhere. Both work in place on `count` elements.
+  std::vector<range> blocks;
   std::vector<rank_plan> ranks;    ///< one per rank
   /// The topology rank (server) each schedule rank runs on. Empty means schedule rank r is topology rank r.
   /// A plan over a subset of a topology's servers (BML's re-plan around failed servers, `plan_without`)
@@ -120,7 +139,8 @@ struct schedule {
   /// Plans are equal when everything they execute and annotate is (`fingerprint_cache` aside).
   friend bool operator==(const schedule& a, const schedule& b) {
     return a.policy == b.policy && a.world_size == b.world_size && a.count == b.count && a.kind == b.kind &&
-           a.root == b.root && a.groups == b.groups && a.ranks == b.ranks && a.hosts == b.hosts;
+           a.root == b.root && a.groups == b.groups && a.blocks == b.blocks && a.ranks == b.ranks &&
+           a.hosts == b.hosts;
   }
 
   /// The topology rank that schedule rank `r` runs on.
@@ -136,6 +156,8 @@ struct schedule {
       case semantics::allreduce: return all;
       case semantics::reduce: return rank == root ? all : std::vector<int>{};
       case semantics::broadcast: return {root};
+      case semantics::reduce_scatter: return all;  // on the rank's own block only (see `result_range`)
+      case semantics::allgather: return {};        // one contributor per block, not one set per rank
       case semantics::group_allreduce:
         for (const auto& g : groups)
           if (std::find(g.begin(), g.end(), rank) != g.end()) {
@@ -152,6 +174,26 @@ struct schedule {
   [[nodiscard]] int contributors(int rank) const {
     const auto n = expected_contributors(rank).size();
     return n == 0 ? 1 : static_cast<int>(n);
+  }
+
+  /// The block rank `r` owns in a reduce_scatter or allgather (empty elsewhere, or when `blocks` lacks it).
+  [[nodiscard]] range block(int r) const noexcept {
+    return r >= 0 && static_cast<std::size_t>(r) < blocks.size() ? blocks[static_cast<std::size_t>(r)] : range{};
+  }
+
+  /// The elements of `rank` that end holding a reduction, where a finalizing op (average) runs: the whole
+  /// buffer for (group) allreduce, the root's buffer for reduce, the rank's block for reduce_scatter, and
+  /// nothing for broadcast and allgather (which copy, and reduce nothing).
+  [[nodiscard]] range result_range(int rank) const noexcept {
+    switch (kind) {
+      case semantics::allreduce:
+      case semantics::group_allreduce: return {0, count};
+      case semantics::reduce: return rank == root ? range{0, count} : range{};
+      case semantics::reduce_scatter: return block(rank);
+      case semantics::broadcast:
+      case semantics::allgather: return {};
+    }
+    return {};
   }
 
   [[nodiscard]] std::size_t channel_count() const noexcept {
@@ -178,7 +220,7 @@ struct schedule {
 };
 
 /// A stable 64-bit hash (FNV-1a over a fixed little-endian encoding) of everything in `s` that changes
-/// execution: policy name, world size, count, semantics, root, groups, hosts, and every rank's channels and
+/// execution: policy name, world size, count, semantics, root, groups, hosts, blocks, and every rank's channels and
 /// steps (kind, peer, range). The simulator's stage annotation is left out. Equal plans hash equal on every
 /// machine and build; ranks compare it in the agreement exchange, so ranks that planned different
 /// schedules (other policy parameters, topology, count) fail with `mismatch_error` before data moves.
@@ -205,6 +247,13 @@ struct schedule {
   }
   word(s.hosts.size());
   for (int r : s.hosts) word(static_cast<std::uint64_t>(static_cast<std::int64_t>(r)));
+  if (!s.blocks.empty()) {  // hashed only where present, so plans without blocks keep their fingerprints
+    word(s.blocks.size());
+    for (const auto& b : s.blocks) {
+      word(b.offset);
+      word(b.length);
+    }
+  }
   word(s.ranks.size());
   for (const auto& r : s.ranks) {
     word(r.channels.size());
@@ -233,7 +282,11 @@ inline void print(std::ostream& os, const schedule& s, int rank = -1) {
      << " elements, " << s.channel_count() << " channel(s), " << s.step_count() << " steps";
   if (rank >= 0 && rank < s.world_size)
     os << " (rank " << rank << ": " << s.ranks[static_cast<std::size_t>(rank)].step_count() << ")";
-  if (s.kind == semantics::reduce || s.kind == semantics::broadcast) os << ", root " << s.root;
+  if (has_root(s.kind)) os << ", root " << s.root;
+  if (!s.blocks.empty()) {
+    os << ", blocks";
+    for (const auto& b : s.blocks) os << ' ' << b;
+  }
   if (s.kind == semantics::group_allreduce) {
     os << ", groups";
     for (const auto& g : s.groups) {

@@ -85,11 +85,6 @@ class contribution_map {
     return -1;
   }
 
-  template <class F>
-  void for_each(F&& f) const {
-    for (auto it = segs_.begin(); it != segs_.end(); ++it) f(range{it->first, seg_end(it) - it->first}, it->second);
-  }
-
  private:
   using map_t = std::map<std::size_t, contribution_bits>;
   [[nodiscard]] std::size_t seg_end(map_t::const_iterator it) const {
@@ -127,8 +122,28 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
   if (n <= 0) return fail("world size " + std::to_string(n) + " is not positive");
   if (static_cast<int>(s.ranks.size()) != n)
     return fail("schedule has plans for " + std::to_string(s.ranks.size()) + " ranks but world size " + std::to_string(n));
-  if ((s.kind == semantics::reduce || s.kind == semantics::broadcast) && (s.root < 0 || s.root >= n))
+  if (has_root(s.kind) && (s.root < 0 || s.root >= n))
     return fail("root " + std::to_string(s.root) + " out of range for world size " + std::to_string(n));
+  if (has_blocks(s.kind)) {
+    if (static_cast<int>(s.blocks.size()) != n)
+      return fail(std::string(to_string(s.kind)) + " needs one block per rank, but the plan has " +
+                  std::to_string(s.blocks.size()) + " blocks for " + std::to_string(n) + " ranks");
+    for (int r = 0; r < n; ++r) {
+      const range& b = s.blocks[static_cast<std::size_t>(r)];
+      if (b.end() > s.count) {
+        std::ostringstream os;
+        os << "block " << b << " of rank " << r << " ends past the buffer of " << s.count << " elements";
+        return fail(os.str());
+      }
+      for (int q = 0; q < r; ++q)
+        if (b.overlaps(s.blocks[static_cast<std::size_t>(q)])) {
+          std::ostringstream os;
+          os << "blocks of ranks " << q << " and " << r << " overlap (" << s.blocks[static_cast<std::size_t>(q)]
+             << " and " << b << ")";
+          return fail(os.str());
+        }
+    }
+  }
   if (s.kind == semantics::group_allreduce) {
     std::vector<int> seen(static_cast<std::size_t>(n), 0);
     for (const auto& g : s.groups)
@@ -313,34 +328,51 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
       return fail(detail::describe(m.src, m.ch, m.idx, st) + " is never received: unmatched send");
     }
 
-  // 5. Semantics: every rank holds exactly its expected contributions.
+  // 5. Semantics: every rank holds exactly its expected contributions, on the ranges they are promised.
+  // (An allgather starts as every other collective, rank r holding {r} everywhere: a block that should
+  // hold rank j's data and was reduced into, or kept, or copied from a rank other than j, holds a
+  // contribution other than {j} and fails.)
+  struct promise {
+    range where;
+    std::vector<int> who;
+  };
+  auto promises_of = [&](int r) {
+    std::vector<promise> out;
+    switch (s.kind) {
+      case semantics::reduce_scatter: out.push_back({s.block(r), s.expected_contributors(r)}); break;
+      case semantics::allgather:
+        for (int j = 0; j < n; ++j) out.push_back({s.block(j), {j}});
+        break;
+      default:
+        if (auto e = s.expected_contributors(r); !e.empty()) out.push_back({range{0, s.count}, std::move(e)});
+    }
+    return out;
+  };
   for (int r = 0; r < n; ++r) {
-    const auto expect = s.expected_contributors(r);
-    if (expect.empty()) continue;
-    detail::contribution_bits want(words, 0);
-    for (int e : expect) want[static_cast<std::size_t>(e) / 64] |= std::uint64_t{1} << (e % 64);
-    std::string err;
-    state[static_cast<std::size_t>(r)].for_each([&](const range& rg, const detail::contribution_bits& have) {
-      if (!err.empty()) return;
-      for (std::size_t w = 0; w < words; ++w) {
-        if (const auto miss = want[w] & ~have[w]; miss != 0) {
-          std::ostringstream os;
-          os << "rank " << r << " ends with elements " << rg << " lacking the contribution of rank "
-             << w * 64 + static_cast<std::size_t>(__builtin_ctzll(miss)) << " (" << to_string(s.kind) << ")";
-          err = os.str();
-          return;
-        }
-        if (const auto extra = have[w] & ~want[w]; extra != 0) {
-          std::ostringstream os;
-          os << "rank " << r << " ends with elements " << rg << " holding the contribution of rank "
-             << w * 64 + static_cast<std::size_t>(__builtin_ctzll(extra)) << ", which " << to_string(s.kind)
-             << " does not promise it";
-          err = os.str();
-          return;
+    for (const auto& pr : promises_of(r)) {
+      if (pr.where.empty()) continue;
+      detail::contribution_bits want(words, 0);
+      for (int e : pr.who) want[static_cast<std::size_t>(e) / 64] |= std::uint64_t{1} << (e % 64);
+      for (const auto& piece : state[static_cast<std::size_t>(r)].extract(pr.where)) {
+        const range rg{pr.where.offset + piece.rel, piece.len};
+        const auto& have = piece.bits;
+        for (std::size_t w = 0; w < words; ++w) {
+          if (const auto miss = want[w] & ~have[w]; miss != 0) {
+            std::ostringstream os;
+            os << "rank " << r << " ends with elements " << rg << " lacking the contribution of rank "
+               << w * 64 + static_cast<std::size_t>(__builtin_ctzll(miss)) << " (" << to_string(s.kind) << ")";
+            return fail(os.str());
+          }
+          if (const auto extra = have[w] & ~want[w]; extra != 0) {
+            std::ostringstream os;
+            os << "rank " << r << " ends with elements " << rg << " holding the contribution of rank "
+               << w * 64 + static_cast<std::size_t>(__builtin_ctzll(extra)) << ", which " << to_string(s.kind)
+               << " does not promise it";
+            return fail(os.str());
+          }
         }
       }
-    });
-    if (!err.empty()) return fail(err);
+    }
   }
   return v;
 }

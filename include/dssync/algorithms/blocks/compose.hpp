@@ -1,0 +1,93 @@
+#pragma once
+/// \file
+/// Composition of plans: the glue the building blocks and policies share. A block appends steps to
+/// given channels of given ranks of a schedule; `then` puts a second plan after the first on the same
+/// channels (phases in sequence), `beside` puts it on channels of its own (sub-plans side by side, as
+/// BCube's threads, Blink's trees or DS-Sync's groups run).
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "dssync/core/error.hpp"
+#include "dssync/core/schedule.hpp"
+
+namespace dssync::algorithms::blocks {
+
+/// An empty plan of `kind` for `n` ranks and `count` elements, named `policy`, every rank with `channels`
+/// empty channels. \throws invalid_argument if `n < 1`.
+[[nodiscard]] inline schedule empty_plan(std::string policy, int n, std::size_t count, semantics kind,
+                                         std::size_t channels = 1) {
+  if (n < 1) throw invalid_argument(policy + ": world size " + std::to_string(n) + " must be at least 1");
+  schedule s;
+  s.policy = std::move(policy);
+  s.world_size = n;
+  s.count = count;
+  s.kind = kind;
+  s.ranks.resize(static_cast<std::size_t>(n));
+  for (auto& r : s.ranks) r.channels.resize(channels);
+  return s;
+}
+
+/// The members 0, 1, ..., n-1: the whole world as a member list.
+[[nodiscard]] inline std::vector<int> iota_members(int n) {
+  std::vector<int> m(static_cast<std::size_t>(n > 0 ? n : 0));
+  for (int i = 0; i < n; ++i) m[static_cast<std::size_t>(i)] = i;
+  return m;
+}
+
+/// The members root, root+1, ..., root+n-1 (mod n): a rooted collective's order, the root first.
+/// \throws invalid_argument, naming `who` and the root, unless 0 <= root < n.
+[[nodiscard]] inline std::vector<int> rooted_members(const char* who, int n, int root) {
+  if (root < 0 || root >= n)
+    throw invalid_argument(std::string(who) + ": root " + std::to_string(root) + " is not a rank of " +
+                           std::to_string(n));
+  std::vector<int> m(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) m[static_cast<std::size_t>(i)] = (root + i) % n;
+  return m;
+}
+
+/// The steps of channel `ch` of `rank`, adding empty channels up to `ch` where the rank has fewer.
+[[nodiscard]] inline std::vector<step>& steps_of(schedule& s, int rank, std::size_t ch) {
+  auto& chans = s.ranks[static_cast<std::size_t>(rank)].channels;
+  if (chans.size() <= ch) chans.resize(ch + 1);
+  return chans[ch].steps;
+}
+
+/// Appends every rank's steps of `next` after its steps of `s`, channel by channel: `next` runs as a
+/// later phase on the same channels (FIFO matching per channel keeps its messages after those of `s`).
+/// \throws invalid_argument if the world sizes or counts differ.
+inline schedule& then(schedule& s, const schedule& next) {
+  if (next.world_size != s.world_size || next.count != s.count)
+    throw invalid_argument("blocks::then: cannot append a plan for " + std::to_string(next.world_size) + " ranks and " +
+                           std::to_string(next.count) + " elements to one for " + std::to_string(s.world_size) +
+                           " and " + std::to_string(s.count));
+  for (int r = 0; r < s.world_size; ++r) {
+    const auto& from = next.ranks[static_cast<std::size_t>(r)].channels;
+    for (std::size_t c = 0; c < from.size(); ++c) {
+      auto& to = steps_of(s, r, c);
+      to.insert(to.end(), from[c].steps.begin(), from[c].steps.end());
+    }
+  }
+  return s;
+}
+
+/// Puts the channels of `other` after all channels of `s` (the same channel numbers on every rank):
+/// the two run concurrently. They must touch disjoint elements on each rank (rule 4 of schedule.hpp;
+/// the verifier proves it). \throws invalid_argument if the world sizes or counts differ.
+inline schedule& beside(schedule& s, const schedule& other) {
+  if (other.world_size != s.world_size || other.count != s.count)
+    throw invalid_argument("blocks::beside: cannot put a plan for " + std::to_string(other.world_size) +
+                           " ranks and " + std::to_string(other.count) + " elements beside one for " +
+                           std::to_string(s.world_size) + " and " + std::to_string(s.count));
+  const std::size_t base = s.channel_count();
+  for (int r = 0; r < s.world_size; ++r) {
+    auto& chans = s.ranks[static_cast<std::size_t>(r)].channels;
+    const auto& from = other.ranks[static_cast<std::size_t>(r)].channels;
+    chans.resize(base);
+    chans.insert(chans.end(), from.begin(), from.end());
+  }
+  return s;
+}
+
+}  // namespace dssync::algorithms::blocks
