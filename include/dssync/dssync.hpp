@@ -37,6 +37,9 @@
 #include "dssync/topology/star.hpp"
 // dssync/topology/graphviz.hpp (read_dot) is not included: it links Boost.Graph's library (Boost::graph).
 
+#include "dssync/algorithms/binomial_tree.hpp"
+#include "dssync/algorithms/blocks.hpp"
+#include "dssync/algorithms/chain.hpp"
 #include "dssync/algorithms/direct.hpp"
 #include "dssync/algorithms/registry.hpp"
 #include "dssync/algorithms/ring.hpp"
@@ -47,4 +50,5 @@
 #include "dssync/transport/executor.hpp"
 #include "dssync/transport/inproc.hpp"
 
+#include "dssync/communicator.hpp"
 #include "dssync/synchronize.hpp"

@@ -44,24 +44,48 @@ using element_of = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
 template <class Range>
 inline constexpr bool mutable_range = !std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<Range>>>;
 
-/// A small per-thread LRU cache of plans, keyed by text. Ranks of the in-process transport are threads,
-/// so each holds its own plans.
+/// A small LRU cache of plans, keyed by text: what `synchronize` keeps per thread (ranks of the
+/// in-process transport are threads, so each holds its own plans) and a `communicator` keeps per session.
+/// Not thread-safe: one owner uses it at a time.
+class plan_cache {
+ public:
+  explicit plan_cache(std::size_t capacity = 16) noexcept : capacity_(capacity < 1 ? 1 : capacity) {}
+
+  /// The plan stored under `key`, or the one `build()` makes, stored (evicting the least recently used).
+  template <class Build>
+  std::shared_ptr<const schedule> get(std::string key, Build&& build) {
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (it->first == key) {
+        entries_.splice(entries_.begin(), entries_, it);
+        return entries_.front().second;
+      }
+    std::shared_ptr<const schedule> s = build();
+    entries_.emplace_front(std::move(key), s);
+    if (entries_.size() > capacity_) entries_.pop_back();
+    return s;
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
+
+ private:
+  std::size_t capacity_;
+  std::list<std::pair<std::string, std::shared_ptr<const schedule>>> entries_;
+};
+
+/// The plan cache of the calling thread (the free `synchronize` forms).
+inline plan_cache& thread_plan_cache() {
+  thread_local plan_cache cache;
+  return cache;
+}
+
+/// `thread_plan_cache().get(key, build)`.
 inline std::shared_ptr<const schedule> cached_plan(std::string key,
                                                    const std::function<std::shared_ptr<const schedule>()>& build) {
-  thread_local std::list<std::pair<std::string, std::shared_ptr<const schedule>>> cache;
-  for (auto it = cache.begin(); it != cache.end(); ++it)
-    if (it->first == key) {
-      cache.splice(cache.begin(), cache, it);
-      return cache.front().second;
-    }
-  auto s = build();
-  cache.emplace_front(std::move(key), s);
-  if (cache.size() > 16) cache.pop_back();
-  return s;
+  return thread_plan_cache().get(std::move(key), build);
 }
 
 /// The cache key of a plan: who plans (`who`, distinct for every policy type or registry entry), what
-/// its plans depend on (`policy_key`: its `cache_key`), the topology, the count and the verify flag.
+/// its plans depend on (`policy_key`: its `cache_key`), the topology, the count, the collective (its root
+/// and block sizes) and the verify flag.
 template <class Topo>
 std::string plan_key(std::string_view who, const std::string& policy_key, const Topo& t, plan_request q,
                      const options& opt) {
@@ -72,6 +96,13 @@ std::string plan_key(std::string_view who, const std::string& policy_key, const 
   key += t.name();
   key += '|';
   key += std::to_string(q.count);
+  key += '|';
+  key += to_string(q.collective);
+  if (has_root(q.collective)) key += '@' + std::to_string(q.root);
+  if (!q.block_sizes.empty()) {
+    key += "|b";
+    for (auto z : q.block_sizes) key += std::to_string(z) + ',';
+  }
   key += opt.verify ? "|v" : "|-";
   return key;
 }
@@ -99,13 +130,15 @@ std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request 
   }
 }
 
-/// The plan of the registered policy `e` on `t` for `q`, cached as above when `e.cacheable`.
+/// The plan of the registered policy `e` on `t` for `q`, cached in `cache` (the thread's by default)
+/// as above when `e.cacheable`.
 inline std::shared_ptr<const schedule> plan_for_entry(const algorithms::policy_entry& e,
                                                       const algorithms::topology_ref& t, plan_request q,
-                                                      const options& opt, int rank) {
+                                                      const options& opt, int rank,
+                                                      plan_cache& cache = thread_plan_cache()) {
   auto build = [&] { return build_plan([&] { return e.plan(t, q); }, opt, rank); };
   if (!e.cacheable) return build();
-  return cached_plan(plan_key("registry:" + e.name, e.key(q), t, q, opt), build);
+  return cache.get(plan_key("registry:" + e.name, e.key(q), t, q, opt), build);
 }
 
 template <concepts::transport Transport, class E, class Op>
@@ -128,7 +161,11 @@ void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op,
           opt, call, scope);
   }
   execute(comm, plan, data, op, opt, call);
-  if constexpr (concepts::finalizing_op<Op, E>) op.finalize(data, plan.contributors(me));
+  if constexpr (concepts::finalizing_op<Op, E>) {
+    // Only where the plan leaves a reduction: a reduce-scatter's own block, a reduce's root.
+    if (const range rr = plan.result_range(me); !rr.empty())
+      op.finalize(data.subspan(rr.offset, rr.length), plan.contributors(me));
+  }
   if (opt.debug >= log_level::info) {
     const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     detail::log(opt, log_level::info, me, plan.policy, ' ', to_string(plan.kind), " call ", call, ": ", data.size(),
@@ -257,9 +294,11 @@ void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options
                                std::string(name) + "\", which is not registered (known: " +
                                algorithms::registry().known() + ")",
                            comm.rank());
-  if (e->promises != semantics::allreduce)
+  if (e->promises != semantics::allreduce || !e->plans(semantics::allreduce))
     throw invalid_argument("dssync::synchronize: rank " + std::to_string(comm.rank()) + ": DSSYNC_ALGO names policy \"" +
-                               e->name + "\", whose plans are a " + to_string(e->promises) +
+                               e->name + "\", whose plans are a " +
+                               (e->plans(semantics::allreduce) ? std::string(to_string(e->promises))
+                                                               : e->collective_list()) +
                                ", not the allreduce of the short form; pass it a topology and a policy object instead",
                            comm.rank());
   synchronize(comm, topology::full_mesh(comm.size()), *e, std::forward<Range>(data), op, opt);
