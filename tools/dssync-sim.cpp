@@ -154,103 +154,16 @@ std::string format_bytes(double b) {
 std::string format_rate(double bps) { return fixed(bps / 1e9, 3) + " GB/s"; }
 
 // ---------------------------------------------------------------------------------------------------
-// Broadcast and reduce schedules (the library's policies are allreduces)
+// Broadcast and reduce: the library's chain and binomial tree, with dssync-sim's estimates
 // ---------------------------------------------------------------------------------------------------
 
-constexpr std::string_view chain_name = "chain";
-constexpr std::string_view tree_name = "tree";
-/// Pieces the head of a chain may have in flight before it waits for an acknowledgement. One is enough:
-/// with two, the pair shares the link and arrives together, which doubles each hop's delay; the optimum
-/// over the piece count is the same.
+constexpr std::string_view chain_name = dssync::algorithms::chain::name;
+constexpr std::string_view tree_name = dssync::algorithms::binomial_tree::name;
+/// Pieces the head of a chain may have in flight before it waits for an acknowledgement (see
+/// `blocks::chain`). One is enough: with two, the pair shares the link and arrives together, which
+/// doubles each hop's delay; the optimum over the piece count is the same.
 constexpr std::size_t chain_window = 1;
-constexpr std::size_t max_chain_pieces = 256;
-
-/// The pipelined chain root, root+1, ..., root+N-1 (mod N) for `kind` broadcast or reduce. Data flows
-/// from the head (broadcast: the root; reduce: root+N-1) to the sink (broadcast: root+N-1; reduce: the
-/// root) in `pieces` contiguous pieces; every rank between forwards piece j as soon as it has received
-/// (broadcast: copied; reduce: reduced into its own) piece j. The head has nothing to wait for, and a
-/// flow-level network would carry all its pieces at once, so that nothing pipelines: the head keeps at
-/// most `chain_window` pieces in flight and the next rank acknowledges each piece with its first element
-/// (a one-element send of data that the head may take: the root's own data in a broadcast, a partial sum
-/// in a reduce, where non-roots end unspecified). Every message is verified like any other.
-dssync::schedule chain_schedule(dssync::semantics kind, int n, int root, std::size_t count, std::size_t pieces) {
-  using dssync::step_kind;
-  dssync::schedule s;
-  s.policy = std::string(chain_name);
-  s.world_size = n;
-  s.count = count;
-  s.kind = kind;
-  s.root = root;
-  s.ranks.resize(static_cast<std::size_t>(n));
-  for (auto& r : s.ranks) r.channels.resize(1);
-  if (n == 1 || count == 0) return s;
-  pieces = std::clamp<std::size_t>(pieces, 1, count);
-  const auto part = dssync::partition(count, pieces);
-  // q[0] is the head, q[n-1] the sink.
-  std::vector<int> q(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) q[static_cast<std::size_t>(i)] = (root + i) % n;
-  if (kind == dssync::semantics::reduce) std::reverse(q.begin(), q.end());
-  const step_kind recv = kind == dssync::semantics::reduce ? step_kind::recv_reduce : step_kind::recv_copy;
-  const bool acks = pieces > chain_window;
-  auto first = [&](std::size_t j) { return dssync::range{part[j].offset, 1}; };
-  for (int i = 0; i < n; ++i) {
-    auto& steps = s.ranks[static_cast<std::size_t>(q[static_cast<std::size_t>(i)])].channels[0].steps;
-    const int prev = i > 0 ? q[static_cast<std::size_t>(i - 1)] : -1;
-    const int next = i + 1 < n ? q[static_cast<std::size_t>(i + 1)] : -1;
-    if (i == 0) {
-      for (std::size_t j = 0; j < pieces; ++j) {
-        if (acks && j >= chain_window) steps.push_back({step_kind::recv_copy, next, first(j - chain_window)});
-        steps.push_back({step_kind::send, next, part[j]});
-      }
-      if (acks)
-        for (std::size_t j = pieces - chain_window; j < pieces; ++j)
-          steps.push_back({step_kind::recv_copy, next, first(j)});
-      continue;
-    }
-    for (std::size_t j = 0; j < pieces; ++j) {
-      steps.push_back({recv, prev, part[j]});
-      if (acks && i == 1) steps.push_back({step_kind::send, prev, first(j)});
-      if (next >= 0) steps.push_back({step_kind::send, next, part[j]});
-    }
-  }
-  s.drop_empty();
-  return s;
-}
-
-/// The binomial tree rooted at `root` for `kind` broadcast or reduce, whole buffer per message: rank
-/// v = (r - root) mod N has children v + 2^i for 2^i > v. Broadcast: receive from the parent, then send
-/// to the children, largest subtree first. Reduce: receive-reduce from the children, smallest subtree
-/// first, then send to the parent. ceil(log2 N) levels: the fewest hops, for small messages.
-dssync::schedule tree_schedule(dssync::semantics kind, int n, int root, std::size_t count) {
-  using dssync::step_kind;
-  dssync::schedule s;
-  s.policy = std::string(tree_name);
-  s.world_size = n;
-  s.count = count;
-  s.kind = kind;
-  s.root = root;
-  s.ranks.resize(static_cast<std::size_t>(n));
-  for (auto& r : s.ranks) r.channels.resize(1);
-  if (n == 1 || count == 0) return s;
-  const dssync::range all{0, count};
-  for (int v = 0; v < n; ++v) {
-    const int r = (v + root) % n;
-    auto& steps = s.ranks[static_cast<std::size_t>(r)].channels[0].steps;
-    const unsigned uv = static_cast<unsigned>(v);
-    const int parent = v == 0 ? -1 : (static_cast<int>(uv & ~std::bit_floor(uv)) + root) % n;
-    std::vector<int> children;  // smallest subtree first
-    for (unsigned b = v == 0 ? 1u : std::bit_floor(uv) << 1; static_cast<int>(uv + b) < n; b <<= 1)
-      children.push_back((static_cast<int>(uv + b) + root) % n);
-    if (kind == dssync::semantics::broadcast) {
-      if (parent >= 0) steps.push_back({step_kind::recv_copy, parent, all});
-      for (auto it = children.rbegin(); it != children.rend(); ++it) steps.push_back({step_kind::send, *it, all});
-    } else {
-      for (int c : children) steps.push_back({step_kind::recv_reduce, c, all});
-      if (parent >= 0) steps.push_back({step_kind::send, parent, all});
-    }
-  }
-  return s;
-}
+constexpr std::size_t max_chain_pieces = dssync::algorithms::chain::max_pieces;
 
 /// Alpha-beta estimates of the two on single-port workers (dssync-sim's own; cost_model.hpp has none for
 /// broadcast or reduce).
@@ -378,7 +291,10 @@ dssync::schedule plan_allreduce(std::string_view name, const topo::any_topology&
   if (failed.empty()) return e.plan(t, q);
   if (!e.can_replan()) {
     std::string list;
-    for (int r : failed) list += (list.empty() ? "" : ",") + std::to_string(r);
+    for (int r : failed) {
+      if (!list.empty()) list += ',';
+      list += std::to_string(r);
+    }
     throw usage_error("policy " + e.name + " cannot plan around failed ranks (--fail " + list +
                       "): it has no plan_without(topology, failed_ranks, plan_request)");
   }
@@ -416,7 +332,11 @@ report run(const config& cfg) {
   if (cfg.collective == "allreduce") kind = dssync::semantics::allreduce;
   else if (cfg.collective == "broadcast") kind = dssync::semantics::broadcast;
   else if (cfg.collective == "reduce") kind = dssync::semantics::reduce;
-  else throw usage_error("--collective '" + cfg.collective + "' is not allreduce, broadcast or reduce");
+  else if (cfg.collective == "reduce_scatter") kind = dssync::semantics::reduce_scatter;
+  else if (cfg.collective == "allgather") kind = dssync::semantics::allgather;
+  else
+    throw usage_error("--collective '" + cfg.collective +
+                      "' is not allreduce, reduce_scatter, allgather, broadcast or reduce");
   rep.collective = cfg.collective;
   if (cfg.root < 0 || cfg.root >= n)
     throw usage_error("--root " + std::to_string(cfg.root) + " is not a rank of " + rep.topology + " (0.." +
@@ -458,10 +378,29 @@ report run(const config& cfg) {
     } catch (const dssync::invalid_argument& e) {
       throw usage_error(e.what());
     }
+  } else if (dssync::has_blocks(kind)) {
+    const std::string name = cfg.policy == "auto" ? std::string(alg::ring::name) : cfg.policy;
+    const alg::policy_entry* e = alg::registry().find(name);
+    if (e == nullptr || !e->plans(kind)) {
+      std::string list;
+      for (auto p : alg::policy_names())
+        if (alg::registry().at(p).plans(kind)) list += std::string(p) + ", ";
+      throw usage_error("unknown policy '" + name + "' for " + cfg.collective + " (policies: " + list + "auto)");
+    }
+    if (!rep.failed.empty())
+      throw usage_error("policy " + name + " cannot plan a " + cfg.collective + " around failed ranks (--fail)");
+    rep.policy = name;
+    dssync::plan_request qk = q;
+    qk.collective = kind;
+    try {
+      sched = e->plan(any, qk);
+    } catch (const dssync::invalid_argument& x) {
+      throw usage_error(x.what());
+    }
   } else {
     if (!rep.failed.empty())
-      throw usage_error(std::string("policy ") + (cfg.policy == "auto" ? "chain/tree" : cfg.policy) +
-                        " cannot plan around failed ranks (--fail): dssync-sim's " + cfg.collective +
+      throw usage_error(std::string("policy ") + (cfg.policy == "auto" ? "chain/binomial_tree" : cfg.policy) +
+                        " cannot plan around failed ranks (--fail): the " + cfg.collective +
                         " schedules cover every rank");
     std::string name = cfg.policy;
     const std::size_t chain_pieces =
@@ -470,14 +409,17 @@ report run(const config& cfg) {
     if (name == "auto")
       name = chain_estimate(n, S, chain_pieces, lp) <= tree_estimate(kind, n, S, lp) ? std::string(chain_name)
                                                                               : std::string(tree_name);
+    dssync::plan_request qk = q;
+    qk.collective = kind;
+    qk.root = cfg.root;
     if (name == chain_name) {
       rep.pieces = std::max<std::size_t>(std::min(chain_pieces, rep.count), 1);
-      sched = chain_schedule(kind, n, cfg.root, rep.count, rep.pieces);
+      sched = alg::chain{.pieces = rep.pieces, .window = chain_window}.plan(any, qk);
     } else if (name == tree_name) {
-      sched = tree_schedule(kind, n, cfg.root, rep.count);
+      sched = alg::binomial_tree{}.plan(any, qk);
     } else {
-      throw usage_error("unknown policy '" + name + "' for " + cfg.collective + " (policies: chain, tree, auto; " +
-                        "the library's policies (" + policy_list() + ") are allreduces)");
+      throw usage_error("unknown policy '" + name + "' for " + cfg.collective + " (policies: " +
+                        std::string(chain_name) + ", " + std::string(tree_name) + ", auto)");
     }
     rep.policy = name;
     rep.root = cfg.root;
@@ -525,6 +467,17 @@ report run(const config& cfg) {
     rep.bound_nic = b.capacity;
     rep.bound_parts = b.parts;
     rep.bound_partition = b.partition;
+  } else if (dssync::has_blocks(kind)) {
+    // Reduce-scatter: every rank's data for the N-1 other blocks must leave it, (N-1)/N·S; allgather:
+    // every rank must receive the N-1 other blocks, (N-1)/N·S.
+    const bool rs = kind == dssync::semantics::reduce_scatter;
+    double bw = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < n; ++r) bw = std::min(bw, rs ? nic.out[static_cast<std::size_t>(r)] : nic.in[static_cast<std::size_t>(r)]);
+    rep.bound_nic = bw;
+    rep.busbw_factor = n > 1 ? (n - 1.0) / n : 0.0;
+    rep.bound = n > 1 ? rep.busbw_factor * S / bw : 0.0;
+    rep.bound_rule = rs ? "reduce-scatter: every rank sends its (N-1)/N*S for the other blocks"
+                        : "allgather: every rank receives the (N-1)/N*S of the other blocks";
   } else {
     // Broadcast: the root sends S, every other rank receives S. Reduce: the reverse.
     const auto root = static_cast<std::size_t>(cfg.root);
@@ -553,6 +506,13 @@ report run(const config& cfg) {
       rep.model_source = "cost_model bml_time: 2(N-1)/(kN)*S*beta (BML Table II, no latency term)";
     } else {
       rep.note = "the cost model has no formula for policy " + rep.policy + " on " + rep.topology;
+    }
+  } else if (dssync::has_blocks(kind)) {
+    if (rep.policy == alg::ring::name) {
+      rep.model = n > 1 ? (n - 1) * (lp.alpha + S / n * lp.beta) : 0.0;
+      rep.model_source = "dssync-sim's ring estimate (N-1)(alpha + S/N*beta)";
+    } else {
+      rep.note = "dssync-sim has no estimate for policy " + rep.policy + " on a " + cfg.collective;
     }
   } else {
     rep.model = rep.policy == chain_name ? chain_estimate(n, S, rep.pieces, lp) : tree_estimate(kind, n, S, lp);
@@ -749,20 +709,23 @@ const char* details_text =
     "  DSSYNC_ALGO, when set, forces auto's choice; an explicit --policy is never overridden), or one of\n"
     "    POLICIES\n"
     "  bcube needs a bcube topology. gossip is a group allreduce (pairs), reported as such.\n"
-    "  broadcast and reduce (dssync-sim's own schedules, verified like the library's):\n"
-    "    chain  pipelined chain root, root+1, ... in --pieces pieces; the head keeps 1 piece in flight,\n"
-    "           paced by one-element acknowledgements from the next rank. Bandwidth-optimal for large S.\n"
-    "    tree   binomial tree, whole buffer per message: ceil(log2 N) hops, for small messages.\n"
-    "    auto   the lower of the alpha-beta estimates: chain (N-2+P)(a + S/P*b) + (P-1)a; tree, with\n"
-    "           D = ceil(log2 N), broadcast D*a + D(D+1)/2*S*b, reduce D*(a + S*b).\n"
+    "  reduce_scatter and allgather: ring (the default), rank r owning block r of partition(S, N).\n"
+    "  broadcast and reduce (the library's algorithms::chain and algorithms::binomial_tree):\n"
+    "    chain          pipelined chain root, root+1, ... in --pieces pieces; the head keeps 1 piece in\n"
+    "                   flight, paced by one-element acknowledgements from the next rank.\n"
+    "                   Bandwidth-optimal for large S.\n"
+    "    binomial_tree  whole buffer per message: ceil(log2 N) hops, for small messages.\n"
+    "    auto           the lower of the alpha-beta estimates: chain (N-2+P)(a + S/P*b) + (P-1)a; tree,\n"
+    "                   with D = ceil(log2 N), broadcast D*a + D(D+1)/2*S*b, reduce D*(a + S*b).\n"
     "\n"
     "Output: time = simulated completion time; model = the cost model's prediction (cost_model.hpp:\n"
     "  try_predict, or bml_time for bcube; null when it has no formula); bound = the lower bound:\n"
     "  allreduce, by cuts: for the ranks alone (NICs, all of a rank's links summed: k*B on BCube) and for\n"
     "  the racks/pods of the switch hierarchy, 2(C-1)/C*S / (a part's cut bandwidth) over C parts, the\n"
     "  largest (algorithms/bounds.hpp; bound_parts, bound_partition in JSON); broadcast/reduce S / (the\n"
-    "  root's NIC bandwidth, or another rank's if lower); algbw = S/time,\n"
-    "  busbw = algbw*2(N-1)/N for allreduce (as nccl-tests), algbw for broadcast/reduce; verified = the\n"
+    "  root's NIC bandwidth, or another rank's if lower); reduce_scatter/allgather (N-1)/N*S / (the\n"
+    "  lowest NIC bandwidth out / in); algbw = S/time, busbw = algbw*2(N-1)/N for allreduce,\n"
+    "  algbw*(N-1)/N for reduce_scatter/allgather (as nccl-tests), algbw for broadcast/reduce; verified = the\n"
     "  schedule verifier's verdict (an unverified schedule is not simulated: exit status 3).\n"
     "  Sizes take K, M, G, T suffixes (binary: 1G = 2^30 bytes); GB/s are 1e9 bytes/s.\n"
     "\n"
@@ -782,7 +745,8 @@ const char* details_text =
     "  dssync-sim --topology bcube:3,2,bw=8 --policy bcube --bytes 1G --latency 0 --json\n"
     "  dssync-sim --topology fattree:4,bw=8 --policy ring --bytes 1G --latency 0\n"
     "  dssync-sim --topology racks:4,4,intra=100,uplink=25 --policy auto --bytes 64M --trace run.json\n"
-    "  dssync-sim --topology star:8 --collective broadcast --root 3 --bytes 256M\n";
+    "  dssync-sim --topology star:8 --collective broadcast --root 3 --bytes 256M\n"
+    "  dssync-sim --topology star:8 --collective allgather --bytes 64M\n";
 
 }  // namespace
 
@@ -798,7 +762,7 @@ int main(int argc, char** argv) {
     ("policy,p", po::value(&cfg.policy)->value_name("NAME")->default_value("auto"), "the policy (see below)")
     ("bytes,b", po::value(&cfg.bytes_text)->value_name("SIZE"), "bytes per rank (K/M/G/T suffixes); required")
     ("collective,c", po::value(&cfg.collective)->value_name("KIND")->default_value("allreduce"),
-     "allreduce, broadcast or reduce")
+     "allreduce, reduce_scatter, allgather, broadcast or reduce")
     ("root,r", po::value(&cfg.root)->value_name("R")->default_value(0), "root rank of broadcast and reduce")
     ("background", po::value(&cfg.background)->value_name("SPEC"), "background traffic: a scenario script, or @FILE")
     ("fail", po::value(&cfg.fail)->value_name("RANKS"), "failed ranks, a comma list (needs a policy that re-plans)")
