@@ -12,6 +12,7 @@
 #include <dssync/transport/mpi.hpp>
 
 #include "common.hpp"
+#include "mpi_timing.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -38,17 +39,6 @@ int iterations_for(std::size_t bytes, int forced) {
   if (bytes <= (std::size_t{1} << 20)) return 50;
   if (bytes <= (std::size_t{16} << 20)) return 10;
   return 4;
-}
-
-// Max over ranks of one timed region.
-template <class F>
-double timed(MPI_Comm comm, F&& f) {
-  MPI_Barrier(comm);
-  const double t0 = MPI_Wtime();
-  f();
-  double t = MPI_Wtime() - t0, worst = 0;
-  MPI_Allreduce(&t, &worst, 1, MPI_DOUBLE, MPI_MAX, comm);
-  return worst;
 }
 
 void fill(std::vector<float>& v, int rank) {

@@ -24,6 +24,7 @@
 #include <dssync/transport/mpi.hpp>
 
 #include "common.hpp"
+#include "mpi_timing.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -68,16 +69,6 @@ std::pair<int, int> shape_for(int p) {
     }
   }
   return {0, 0};
-}
-
-template <class F>
-double timed(MPI_Comm comm, F&& f) {
-  MPI_Barrier(comm);
-  const double t0 = MPI_Wtime();
-  f();
-  double t = MPI_Wtime() - t0, worst = 0;
-  MPI_Allreduce(&t, &worst, 1, MPI_DOUBLE, MPI_MAX, comm);
-  return worst;
 }
 
 void fill(std::vector<float>& v, int rank) {
