@@ -21,6 +21,7 @@ namespace dssync::algorithms {
 struct binomial_tree {
   static constexpr std::string_view name = "binomial_tree";
   static constexpr std::array collectives = {semantics::broadcast, semantics::reduce};
+  static constexpr bool per_rank = true;
 
   /// \throws invalid_argument for another collective or a root out of range.
   template <concepts::topology Topo>
@@ -30,7 +31,7 @@ struct binomial_tree {
       throw invalid_argument(std::string("algorithms::binomial_tree plans broadcast and reduce, not ") +
                              to_string(q.collective));
     const auto order = blocks::rooted_members("algorithms::binomial_tree", n, q.root);
-    auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective);
+    auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective, 1, q.rank);
     s.root = q.root;
     blocks::binomial_tree(s, order, q.collective, range{0, q.count});
     return s;

@@ -25,6 +25,7 @@ namespace dssync::algorithms {
 struct chain {
   static constexpr std::string_view name = "chain";
   static constexpr std::array collectives = {semantics::broadcast, semantics::reduce};
+  static constexpr bool per_rank = true;
   /// Elements per piece when `pieces` is 0 (16 Ki elements: 64 KiB of floats).
   static constexpr std::size_t auto_piece = 16384;
   static constexpr std::size_t max_pieces = 256;
@@ -49,7 +50,7 @@ struct chain {
     if (q.collective != semantics::broadcast && q.collective != semantics::reduce)
       throw invalid_argument(std::string("algorithms::chain plans broadcast and reduce, not ") + to_string(q.collective));
     const auto order = blocks::rooted_members("algorithms::chain", n, q.root);
-    auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective);
+    auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective, 1, q.rank);
     s.root = q.root;
     blocks::chain(s, order, q.collective, range{0, q.count}, pieces_for(q.count), window);
     return s;

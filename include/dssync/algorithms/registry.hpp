@@ -114,6 +114,7 @@ struct policy_entry {
   semantics promises = semantics::allreduce;  ///< what its plans promise (gossip: group allreduce)
   std::vector<semantics> collectives{semantics::allreduce};  ///< the collectives it plans (`P::collectives`)
   bool cacheable = true;                      ///< `is_cacheable_policy` of the policy
+  bool per_rank = false;                      ///< `plans_per_rank` of the policy
   /// Its plan on `t` for `q`. \throws invalid_argument naming what it cannot serve.
   std::function<schedule(const topology_ref& t, plan_request q)> plan;
   /// What the plan depends on besides (topology, count); empty for a policy without `cache_key`.
@@ -148,6 +149,7 @@ template <class P>
   e.summary = std::move(summary);
   e.promises = promised_semantics<P>;
   e.cacheable = is_cacheable_policy<P>;
+  e.per_rank = plans_per_rank<P>;
   if constexpr (requires { P::collectives; })
     e.collectives.assign(std::begin(P::collectives), std::end(P::collectives));
   else

@@ -33,6 +33,7 @@ namespace dssync::algorithms {
 struct ring {
   static constexpr std::string_view name = "ring";
   static constexpr std::array collectives = {semantics::allreduce, semantics::reduce_scatter, semantics::allgather};
+  static constexpr bool per_rank = true;
 
   /// Builds the schedule for `t.workers()` ranks and `q.count` elements.
   /// \throws invalid_argument for a collective other than the three, or block sizes that do not fit.
@@ -40,10 +41,10 @@ struct ring {
   [[nodiscard]] schedule plan(const Topo& t, plan_request q) const {
     const int n = t.workers();
     switch (q.collective) {
-      case semantics::allreduce: return build(n, q.count);
+      case semantics::allreduce: return build(n, q.count, q.rank);
       case semantics::reduce_scatter:
       case semantics::allgather: {
-        auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective);
+        auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective, 1, q.rank);
         s.blocks = blocks::block_layout(q.count, static_cast<std::size_t>(n), q.block_sizes);
         const auto members = blocks::iota_members(n);
         if (q.collective == semantics::reduce_scatter)
@@ -69,9 +70,10 @@ struct ring {
   }
 
   /// The allreduce schedule for `n` ranks and `count` elements: `blocks::ring_allreduce` with rank r
-  /// reducing chunk (r+1) mod N. \throws invalid_argument if `n < 1`.
-  [[nodiscard]] static schedule build(int n, std::size_t count) {
-    auto s = blocks::empty_plan(std::string(name), n, count, semantics::allreduce, n > 1 ? 1 : 0);
+  /// reducing chunk (r+1) mod N; rank `only`'s part alone when `only >= 0`.
+  /// \throws invalid_argument if `n < 1` or `only` is not -1 or a rank.
+  [[nodiscard]] static schedule build(int n, std::size_t count, int only = -1) {
+    auto s = blocks::empty_plan(std::string(name), n, count, semantics::allreduce, n > 1 ? 1 : 0, only);
     if (n == 1) return s;
     auto parts = partition(count, static_cast<std::size_t>(n));
     std::rotate(parts.begin(), parts.begin() + 1, parts.end());

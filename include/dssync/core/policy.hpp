@@ -24,6 +24,9 @@ struct plan_request {
   /// Block sizes of a reduce-scatter or allgather, one per rank, summing to `count` (an allgatherv's
   /// layout); empty: the balanced `partition(count, N)`. A view, valid during the `plan` call.
   std::span<const std::size_t> block_sizes{};
+  /// Per-rank planning: the rank whose part alone to plan (`schedule::planned_rank`), or -1 for the whole
+  /// world. Only policies with `P::per_rank` read it; others plan the whole world.
+  int rank = -1;
 };
 
 /// `dssync::concepts::policy`: a policy `P` planning schedules on topology `Topo`.
@@ -46,6 +49,9 @@ struct plan_request {
 ///     - `P::collectives` (a `static constexpr` array of `semantics`): the collectives it plans, chosen by
 ///       `q.collective` (ring: allreduce, reduce-scatter and allgather; chain: broadcast and reduce).
 ///       Without it, a policy plans only what it `promises` and ignores `q.collective`.
+///     - `P::per_rank` (`static constexpr bool`): it plans only rank `q.rank`'s part when asked (`q.rank >=
+///       0`), equal to that rank's part of its whole plan. Policies built on `algorithms/blocks/` get it
+///       by passing `q.rank` to `blocks::empty_plan`. `synchronize` asks for parts when it does not verify.
 ///
 /// Caching rule (`is_cacheable_policy`): a policy is cached when `P::cacheable` says so; without it, when
 /// it is an empty type (no parameters) or says what its plans depend on with `cache_key`. A policy with
@@ -107,6 +113,15 @@ template <class P>
     return c == promised_semantics<P>;
   }
 }
+
+/// Whether `P` plans per rank (`P::per_rank`).
+template <class P>
+inline constexpr bool plans_per_rank = [] {
+  if constexpr (requires { P::per_rank; })
+    return static_cast<bool>(P::per_rank);
+  else
+    return false;
+}();
 
 /// `p.cache_key(q)`, or "" for a policy without one.
 template <class P>

@@ -132,15 +132,28 @@ struct schedule {
   /// simulator routes by it.
   std::vector<int> hosts;
 
+  /// Per-rank planning (`plan_request::rank`): the rank whose part alone this plan holds, or -1 for the
+  /// whole world. A part has `world_size` entries in `ranks`, all empty but `planned_rank`'s; executors
+  /// run it (a rank reads only its own part), while the verifier, the simulator and the cost need the
+  /// whole-world plan and refuse a part. `stage` and `hosts` stay annotations for those consumers.
+  int planned_rank = -1;
+  /// What the plan was planned from (policy and its parameters, topology, count, collective), set by
+  /// `synchronize` and the communicator for policies that plan per rank. When set, `fingerprint` hashes
+  /// it in place of the steps, so a rank's part and the whole plan of the same request agree.
+  std::string description;
+
   /// `dssync::fingerprint(*this)` once computed by the planner that cached this plan (0: not computed). A
   /// cache, not part of the plan's value: `operator==` ignores it.
   std::uint64_t fingerprint_cache = 0;
+
+  /// Whether this plan holds rank `r`'s part (a whole-world plan holds every rank's).
+  [[nodiscard]] bool plans(int r) const noexcept { return planned_rank < 0 || planned_rank == r; }
 
   /// Plans are equal when everything they execute and annotate is (`fingerprint_cache` aside).
   friend bool operator==(const schedule& a, const schedule& b) {
     return a.policy == b.policy && a.world_size == b.world_size && a.count == b.count && a.kind == b.kind &&
            a.root == b.root && a.groups == b.groups && a.blocks == b.blocks && a.ranks == b.ranks &&
-           a.hosts == b.hosts;
+           a.hosts == b.hosts && a.planned_rank == b.planned_rank && a.description == b.description;
   }
 
   /// The topology rank that schedule rank `r` runs on.
@@ -225,6 +238,10 @@ struct schedule {
 /// machine and build; ranks compare it in the agreement exchange, so ranks that planned different
 /// schedules (other policy parameters, topology, count) fail with `mismatch_error` before data moves.
 /// O(steps); `synchronize` computes it once per cached plan.
+///
+/// A plan with a `description` (what it was planned from), or a rank's part (`planned_rank`), hashes the
+/// description and the header (policy, world size, count, semantics, root, groups, hosts, blocks) in
+/// place of the steps: every rank's part has other steps, but all parts of one request hash equal.
 [[nodiscard]] inline std::uint64_t fingerprint(const schedule& s) noexcept {
   std::uint64_t h = 0xcbf29ce484222325ull;
   auto byte = [&h](std::uint8_t b) {
@@ -254,6 +271,12 @@ struct schedule {
       word(b.length);
     }
   }
+  if (!s.description.empty() || s.planned_rank >= 0) {
+    word(0x5045522d52414e4bull);  // "PER-RANK": a described plan never hashes like a step-by-step one
+    word(s.description.size());
+    for (char c : s.description) byte(static_cast<std::uint8_t>(c));
+    return h;
+  }
   word(s.ranks.size());
   for (const auto& r : s.ranks) {
     word(r.channels.size());
@@ -280,6 +303,7 @@ inline std::ostream& operator<<(std::ostream& os, const step& s) {
 inline void print(std::ostream& os, const schedule& s, int rank = -1) {
   os << "schedule " << s.policy << ": " << to_string(s.kind) << ", " << s.world_size << " ranks, " << s.count
      << " elements, " << s.channel_count() << " channel(s), " << s.step_count() << " steps";
+  if (s.planned_rank >= 0) os << " (rank " << s.planned_rank << "'s part only)";
   if (rank >= 0 && rank < s.world_size)
     os << " (rank " << rank << ": " << s.ranks[static_cast<std::size_t>(rank)].step_count() << ")";
   if (has_root(s.kind)) os << ", root " << s.root;
@@ -297,7 +321,7 @@ inline void print(std::ostream& os, const schedule& s, int rank = -1) {
   }
   os << '\n';
   for (int r = 0; r < s.world_size; ++r) {
-    if (rank >= 0 && r != rank) continue;
+    if ((rank >= 0 && r != rank) || !s.plans(r)) continue;
     const auto& plan = s.ranks[static_cast<std::size_t>(r)];
     for (std::size_t c = 0; c < plan.channels.size(); ++c) {
       os << "  rank " << r << " channel " << c << ":\n";

@@ -120,6 +120,9 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
   };
   const int n = s.world_size;
   if (n <= 0) return fail("world size " + std::to_string(n) + " is not positive");
+  if (s.planned_rank >= 0)
+    return fail("the plan is rank " + std::to_string(s.planned_rank) +
+                "'s part only (per-rank planning); the verifier needs the whole-world plan (plan_request::rank = -1)");
   if (static_cast<int>(s.ranks.size()) != n)
     return fail("schedule has plans for " + std::to_string(s.ranks.size()) + " ranks but world size " + std::to_string(n));
   if (has_root(s.kind) && (s.root < 0 || s.root >= n))

@@ -678,8 +678,12 @@ class schedule_player {
 /// The router's route cache is reused across calls.
 /// \throws invalid_argument if the schedule is malformed (bad peer, world larger than the network,
 ///   unequal message lengths) or cannot finish (deadlock, unmatched message, a flow stuck at zero
-///   bandwidth), naming the rank, channel and step; or if the options or scenario are invalid.
+///   bandwidth), naming the rank, channel and step; if the options or scenario are invalid; or if `s` is
+///   one rank's part of a plan (`schedule::planned_rank`).
 [[nodiscard]] inline sim_result simulate(const schedule& s, router& r, const sim_options& opt = {}) {
+  if (s.planned_rank >= 0)
+    throw invalid_argument("sim::simulate: schedule " + s.policy + " is rank " + std::to_string(s.planned_rank) +
+                           "'s part only (per-rank planning); the simulator plays the whole-world plan");
   return detail::schedule_player(s, r, opt).run();
 }
 

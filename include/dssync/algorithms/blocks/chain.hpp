@@ -46,6 +46,7 @@ inline void chain(schedule& s, std::span<const int> members, semantics kind, ran
   const bool acks = window > 0 && pieces > window;
   auto first = [&](std::size_t j) { return range{part[j].offset, 1}; };
   for (std::size_t i = 0; i < m; ++i) {
+    if (!s.plans(q[i])) continue;
     auto& steps = steps_of(s, q[i], ch);
     const int prev = i > 0 ? q[i - 1] : -1;
     const int next = i + 1 < m ? q[i + 1] : -1;

@@ -15,15 +15,21 @@
 namespace dssync::algorithms::blocks {
 
 /// An empty plan of `kind` for `n` ranks and `count` elements, named `policy`, every rank with `channels`
-/// empty channels. \throws invalid_argument if `n < 1`.
+/// empty channels; with `rank >= 0`, rank `rank`'s part only (`schedule::planned_rank`): every block then
+/// emits that rank's steps alone, so a policy composed of blocks plans per rank by passing `q.rank` here.
+/// \throws invalid_argument if `n < 1` or `rank` is not -1 or a rank.
 [[nodiscard]] inline schedule empty_plan(std::string policy, int n, std::size_t count, semantics kind,
-                                         std::size_t channels = 1) {
+                                         std::size_t channels = 1, int rank = -1) {
   if (n < 1) throw invalid_argument(policy + ": world size " + std::to_string(n) + " must be at least 1");
+  if (rank < -1 || rank >= n)
+    throw invalid_argument(policy + ": rank " + std::to_string(rank) + " to plan is not a rank of " +
+                           std::to_string(n) + " (or -1 for every rank)");
   schedule s;
   s.policy = std::move(policy);
   s.world_size = n;
   s.count = count;
   s.kind = kind;
+  s.planned_rank = rank;
   s.ranks.resize(static_cast<std::size_t>(n));
   for (auto& r : s.ranks) r.channels.resize(channels);
   return s;
@@ -47,7 +53,8 @@ namespace dssync::algorithms::blocks {
   return m;
 }
 
-/// The steps of channel `ch` of `rank`, adding empty channels up to `ch` where the rank has fewer.
+/// The steps of channel `ch` of `rank`, adding empty channels up to `ch` where the rank has fewer. Blocks
+/// call it only for ranks the plan holds (`s.plans(rank)`).
 [[nodiscard]] inline std::vector<step>& steps_of(schedule& s, int rank, std::size_t ch) {
   auto& chans = s.ranks[static_cast<std::size_t>(rank)].channels;
   if (chans.size() <= ch) chans.resize(ch + 1);

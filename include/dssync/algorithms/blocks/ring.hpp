@@ -30,6 +30,7 @@ inline void ring_pass(const char* who, schedule& s, std::span<const int> members
   if (m < 2) return;
   auto at = [&](long i) { return parts[static_cast<std::size_t>(((i % m) + m) % m)]; };
   for (long i = 0; i < m; ++i) {
+    if (!s.plans(members[static_cast<std::size_t>(i)])) continue;
     auto& steps = steps_of(s, members[static_cast<std::size_t>(i)], ch);
     steps.reserve(steps.size() + 2 * static_cast<std::size_t>(m - 1));
     const int next = members[static_cast<std::size_t>((i + 1) % m)];

@@ -27,6 +27,7 @@ inline void binomial_tree(schedule& s, std::span<const int> members, semantics k
   const std::size_t m = members.size();
   if (m < 2 || data.empty()) return;
   for (std::size_t v = 0; v < m; ++v) {
+    if (!s.plans(members[v])) continue;
     auto& steps = steps_of(s, members[v], ch);
     const int parent = v == 0 ? -1 : members[v & ~std::bit_floor(v)];
     std::vector<int> children;  // smallest subtree first
