@@ -22,7 +22,10 @@
 /// Asynchronous collectives run in the order they were issued, one at a time, on a background thread of
 /// the communicator, so they overlap the caller's work but not each other (a progress loop that
 /// advances several at once is part of the lowering the spine still lacks). A blocking call issued while
-/// requests are pending runs after them, keeping the order.
+/// requests are pending runs after them, keeping the order. A transport that may be called from one
+/// thread only (`transport::mpi` under MPI_THREAD_FUNNELED: its `serialized_threads()` is false) gets no
+/// background thread: its requests run on the caller's thread, in issue order, when the caller waits on
+/// or tests one, makes a blocking call, or destroys the communicator (`async_in_background()` says which).
 
 #include <algorithm>
 #include <condition_variable>
@@ -64,6 +67,7 @@ class request {
   /// Blocks until the collective has finished. \throws what the collective threw (once).
   void wait() {
     if (!st_) throw invalid_argument("dssync::request::wait: the request is empty (default-constructed)");
+    drive();
     std::unique_lock lk(st_->m);
     st_->cv.wait(lk, [&] { return st_->done; });
     rethrow(lk);
@@ -71,6 +75,7 @@ class request {
   /// Whether the collective has finished, without blocking. \throws what the collective threw (once).
   [[nodiscard]] bool test() {
     if (!st_) throw invalid_argument("dssync::request::test: the request is empty (default-constructed)");
+    drive();
     std::unique_lock lk(st_->m);
     if (!st_->done) return false;
     rethrow(lk);
@@ -85,7 +90,16 @@ class request {
     std::condition_variable cv;
     bool done = false;
     std::exception_ptr error;
+    std::function<void()> drive;  // runs the pending requests up to this one, where no thread does
   };
+  void drive() {
+    std::function<void()> d;
+    {
+      std::lock_guard lk(st_->m);
+      if (!st_->done) d = st_->drive;
+    }
+    if (d) d();
+  }
   void rethrow(std::unique_lock<std::mutex>& lk) {
     if (auto e = std::exchange(st_->error, nullptr)) {
       lk.unlock();
@@ -147,6 +161,7 @@ class communicator {
   ///   unknown policy or one that does not plan allreduces.
   communicator(Transport& transport, Topology topo, options opt = options::from_env())
       : comm_(&transport), topo_(std::move(topo)), opt_(std::move(opt)) {
+    if constexpr (requires { transport.serialized_threads(); }) background_ = transport.serialized_threads();
     detail::validate_topology(topo_, *comm_);
     use(semantics::allreduce, algorithms::policy_from_env(default_policy));
     use(semantics::reduce_scatter, algorithms::ring::name);
@@ -161,6 +176,7 @@ class communicator {
   communicator& operator=(const communicator&) = delete;
   /// Finishes the pending asynchronous collectives (their errors stay in their requests).
   ~communicator() {
+    if (!background_) run_pending(nullptr);
     {
       std::lock_guard lk(q_.m);
       q_.stop = true;
@@ -168,6 +184,9 @@ class communicator {
     q_.cv.notify_all();
     if (q_.thread.joinable()) q_.thread.join();
   }
+
+  /// Whether `_async` collectives run on a background thread (else on the caller's, see the file comment).
+  [[nodiscard]] bool async_in_background() const noexcept { return background_; }
 
   [[nodiscard]] int rank() const { return comm_->rank(); }
   [[nodiscard]] int size() const { return comm_->size(); }
@@ -464,6 +483,11 @@ class communicator {
   /// Runs `f` now if nothing is pending, else after the pending requests (waiting for it).
   template <class F>
   void serial(F&& f) {
+    if (!background_) {
+      run_pending(nullptr);
+      f();
+      return;
+    }
     std::unique_lock lk(q_.m);
     if (!q_.jobs.empty() || q_.busy) {
       lk.unlock();
@@ -489,6 +513,12 @@ class communicator {
   request enqueue(std::function<void()> f) {
     request r;
     r.st_ = std::make_shared<request::state>();
+    if (!background_) {
+      request::state* me = r.st_.get();
+      r.st_->drive = [this, me] { run_pending(me); };
+      q_.jobs.emplace_back(std::move(f), r.st_);
+      return r;
+    }
     {
       std::lock_guard lk(q_.m);
       q_.jobs.emplace_back(std::move(f), r.st_);
@@ -496,6 +526,33 @@ class communicator {
     }
     q_.cv.notify_all();
     return r;
+  }
+
+  /// Without a background thread: runs the pending requests in issue order on the calling thread, up to
+  /// and including `until` (all of them when null).
+  void run_pending(const request::state* until) {
+    while (!q_.jobs.empty()) {
+      auto [job, st] = std::move(q_.jobs.front());
+      q_.jobs.pop_front();
+      finish_job(job, *st);
+      if (st.get() == until) return;
+    }
+  }
+
+  static void finish_job(const std::function<void()>& job, request::state& st) {
+    std::exception_ptr error;
+    try {
+      job();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard g(st.m);
+      st.done = true;
+      st.error = error;
+      st.drive = nullptr;
+    }
+    st.cv.notify_all();
   }
 
   void work() {
@@ -507,18 +564,7 @@ class communicator {
       q_.jobs.pop_front();
       q_.busy = true;
       lk.unlock();
-      std::exception_ptr error;
-      try {
-        job();
-      } catch (...) {
-        error = std::current_exception();
-      }
-      {
-        std::lock_guard g(st->m);
-        st->done = true;
-        st->error = error;
-      }
-      st->cv.notify_all();
+      finish_job(job, *st);
       lk.lock();
       q_.busy = false;
       q_.cv.notify_all();
@@ -529,6 +575,7 @@ class communicator {
   Topology topo_;
   options opt_;
   std::uint64_t iteration_ = 0;
+  bool background_ = true;
   const algorithms::policy_entry* policies_[5] = {};
   detail::plan_cache cache_{64};
   detail::scratch_buffer scratch_;

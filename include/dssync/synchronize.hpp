@@ -83,12 +83,12 @@ inline std::shared_ptr<const schedule> cached_plan(std::string key,
   return thread_plan_cache().get(std::move(key), build);
 }
 
-/// The cache key of a plan: who plans (`who`, distinct for every policy type or registry entry), what
-/// its plans depend on (`policy_key`: its `cache_key`), the topology, the count, the collective (its root
-/// and block sizes) and the verify flag.
+/// What a plan is planned from: who plans (`who`, distinct for every policy type or registry entry), what
+/// its plans depend on (`policy_key`: its `cache_key`), the topology, the count and the collective (its
+/// root and block sizes). Equal on every rank of one call; per-rank plans carry it as their
+/// `schedule::description`, which the agreement's fingerprint hashes.
 template <class Topo>
-std::string plan_key(std::string_view who, const std::string& policy_key, const Topo& t, plan_request q,
-                     const options& opt) {
+std::string plan_description(std::string_view who, const std::string& policy_key, const Topo& t, plan_request q) {
   std::string key(who);
   key += '|';
   key += policy_key;
@@ -103,43 +103,77 @@ std::string plan_key(std::string_view who, const std::string& policy_key, const 
     key += "|b";
     for (auto z : q.block_sizes) key += std::to_string(z) + ',';
   }
-  key += opt.verify ? "|v" : "|-";
   return key;
 }
 
-/// Builds a plan with `make`, verifying it when `opt.verify`, and logs it at trace level.
+/// The cache key of a plan: its description, the verify flag, and which rank's part it is.
+template <class Topo>
+std::string plan_key(std::string_view who, const std::string& policy_key, const Topo& t, plan_request q,
+                     const options& opt) {
+  std::string key = plan_description(who, policy_key, t, q);
+  key += opt.verify ? "|v" : "|-";
+  if (q.rank >= 0) key += "|r" + std::to_string(q.rank);
+  return key;
+}
+
+/// Builds a plan with `make`, verifying it when `opt.verify`, and logs it at trace level. A non-empty
+/// `description` becomes the plan's (see `schedule::description`).
 template <class Make>
-std::shared_ptr<const schedule> build_plan(Make&& make, const options& opt, int rank) {
+std::shared_ptr<const schedule> build_plan(Make&& make, const options& opt, int rank, std::string description = {}) {
   auto s = std::make_shared<schedule>(make());
   if (opt.verify) verify_or_throw(*s);
+  s->description = std::move(description);
   s->fingerprint_cache = fingerprint(*s);
   detail::log(opt, log_level::trace, rank, "planned\n", to_string(*s, rank));
   return s;
 }
 
 /// The plan of `p` on `t` for `q`, from the per-thread cache when the policy allows it
-/// (`is_cacheable_policy`), keyed by the policy's type and `cache_key`.
+/// (`is_cacheable_policy`), keyed by the policy's type and `cache_key`. A cacheable policy that plans
+/// per rank (`plans_per_rank`) builds only rank `rank`'s part unless `opt.verify` asks for the whole
+/// plan; either way the plan is described, so ranks that verify and ranks that do not agree.
 template <class Policy, class Topo>
 std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request q, const options& opt, int rank) {
-  auto build = [&] { return build_plan([&] { return p.plan(t, q); }, opt, rank); };
   if constexpr (!is_cacheable_policy<Policy>) {
-    return build();
+    return build_plan([&] { return p.plan(t, q); }, opt, rank);
   } else {
     const std::string who = std::string(Policy::name) + '#' + typeid(Policy).name();
-    return cached_plan(plan_key(who, policy_cache_key(p, q), t, q, opt), build);
+    std::string description;
+    if constexpr (plans_per_rank<Policy>) {
+      description = plan_description(who, policy_cache_key(p, q), t, q);
+      if (!opt.verify) q.rank = rank;
+    }
+    return cached_plan(plan_key(who, policy_cache_key(p, q), t, q, opt),
+                       [&] { return build_plan([&] { return p.plan(t, q); }, opt, rank, description); });
   }
 }
 
 /// The plan of the registered policy `e` on `t` for `q`, cached in `cache` (the thread's by default)
-/// as above when `e.cacheable`.
+/// as above when `e.cacheable`, and per rank as above when `e.per_rank`.
 inline std::shared_ptr<const schedule> plan_for_entry(const algorithms::policy_entry& e,
                                                       const algorithms::topology_ref& t, plan_request q,
                                                       const options& opt, int rank,
                                                       plan_cache& cache = thread_plan_cache()) {
-  auto build = [&] { return build_plan([&] { return e.plan(t, q); }, opt, rank); };
-  if (!e.cacheable) return build();
-  return cache.get(plan_key("registry:" + e.name, e.key(q), t, q, opt), build);
+  if (!e.cacheable) return build_plan([&] { return e.plan(t, q); }, opt, rank);
+  const std::string who = "registry:" + e.name;
+  std::string description;
+  if (e.per_rank) {
+    description = plan_description(who, e.key(q), t, q);
+    if (!opt.verify) q.rank = rank;
+  }
+  return cache.get(plan_key(who, e.key(q), t, q, opt),
+                   [&] { return build_plan([&] { return e.plan(t, q); }, opt, rank, description); });
 }
+
+/// Whether `T` runs the agreement overlapped with the data (`T::overlap_agreement`, default true): a
+/// transport that cannot withdraw an unmatched send (MPI) sets it false and agrees before the data.
+template <class T>
+inline constexpr bool overlaps_agreement = [] {
+  if constexpr (requires { T::overlap_agreement; })
+    return static_cast<bool>(T::overlap_agreement);
+  else
+    return true;
+}();
 
 template <concepts::transport Transport, class E, class Op>
 void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op, const options& opt) {
@@ -151,16 +185,24 @@ void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op,
                            me);
   const auto t0 = std::chrono::steady_clock::now();
   const std::uint32_t call = comm.next_call();
-  if (opt.check_agreement) {
+  if (opt.check_agreement && comm.size() > 1) {
     // A group allreduce couples only the members of each group: agree within the group (see `agree`).
+    // The exchange is the executor's gate: it overlaps the data sends, and no data is taken in before it.
     std::vector<int> scope;
     if (plan.kind == semantics::group_allreduce) scope = plan.expected_contributors(me);
-    agree(comm,
-          signature::make(data.size(), comm.size(), dtype_of<E>, sizeof(E), op_id<Op>(), op_name<Op>(), plan.policy,
-                          plan.fingerprint_cache != 0 ? plan.fingerprint_cache : fingerprint(plan)),
-          opt, call, scope);
+    const auto sig =
+        signature::make(data.size(), comm.size(), dtype_of<E>, sizeof(E), op_id<Op>(), op_name<Op>(), plan.policy,
+                        plan.fingerprint_cache != 0 ? plan.fingerprint_cache : fingerprint(plan));
+    if constexpr (overlaps_agreement<Transport>) {
+      detail::agreement_exchange<Transport> gate(comm, sig, opt, call, scope);
+      execute(comm, plan, data, op, opt, call, &gate);
+    } else {
+      agree(comm, sig, opt, call, scope);  // a transport that cannot withdraw early sends agrees first
+      execute(comm, plan, data, op, opt, call);
+    }
+  } else {
+    execute(comm, plan, data, op, opt, call);
   }
-  execute(comm, plan, data, op, opt, call);
   if constexpr (concepts::finalizing_op<Op, E>) {
     // Only where the plan leaves a reduction: a reduce-scatter's own block, a reduce's root.
     if (const range rr = plan.result_range(me); !rr.empty())

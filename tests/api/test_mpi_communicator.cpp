@@ -100,6 +100,11 @@ TEST_SUITE("mpi") {
     }
     CHECK(out.size() == at);
 
+    // mpi_main.cpp initializes MPI_THREAD_FUNNELED: no background thread may call MPI, so requests run
+    // on this thread when waited on.
+    int provided = 0;
+    MPI_Query_thread(&provided);
+    CHECK(comm.async_in_background() == (provided >= MPI_THREAD_SERIALIZED));
     std::vector<std::vector<std::int32_t>> bufs;
     for (int k = 0; k < 4; ++k) bufs.push_back(inputs_of<std::int32_t>(me + k, 5000));
     std::vector<dssync::request> reqs;

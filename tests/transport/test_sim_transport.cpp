@@ -194,7 +194,7 @@ TEST_CASE("sim transport: ring allreduce takes the time sim::simulate and the al
   }
 }
 
-TEST_CASE("sim transport: the agreement exchange adds one all-to-all of tiny messages") {
+TEST_CASE("sim transport: the agreement exchange overlaps the data: it adds no message round") {
   const int n = 4;
   const std::size_t count = std::size_t{1} << 16;
   const topo::star t(n, {B, lat});
@@ -203,8 +203,10 @@ TEST_CASE("sim transport: the agreement exchange adds one all-to-all of tiny mes
   const double with = timed_ring(w, t, count, timing_options(std::size_t{1} << 30, true));
   const double path = 2 * lat;  // worker -> switch -> worker
   INFO("without " << without << " s, with " << with << " s");
-  CHECK(with > without + path);
-  CHECK(with < without + 2 * path);  // the signatures (~64 B) cost a path latency plus a few ns
+  // The signatures (~100 B) travel beside the first data messages, so the receives that wait for them
+  // start a few ns late, not a path latency late (before the overlap: without + path < with).
+  CHECK(with >= without);
+  CHECK(with < without + path / 10);
 }
 
 TEST_CASE("sim transport: segments pipeline over FIFO connections; as independent flows they arrive together") {

@@ -149,12 +149,32 @@ std::pair<std::string, int> census_clause(T& comm, std::uint32_t call, std::chro
   return {{}, fallback};
 }
 
+/// A condition the executor must meet before it takes in data, polled in its progress loop: the agreement
+/// exchange of the call, overlapped with the collective (`agreement_exchange` in agreement.hpp). The
+/// executor posts its sends at once, but it posts no receive until the gate is `open()`, and it returns
+/// only once the gate is `done()`.
+class call_gate {
+ public:
+  virtual ~call_gate() = default;
+  /// Advances the gate; true if anything progressed. \throws what the gate finds (mismatch_error).
+  virtual bool poll() = 0;
+  /// Whether receives may be posted and data taken in.
+  [[nodiscard]] virtual bool open() const = 0;
+  /// Whether the gate needs nothing more (its own messages consumed too).
+  [[nodiscard]] virtual bool done() const = 0;
+  /// Whether the gate waits on a peer the transport knows to have failed.
+  [[nodiscard]] virtual bool waits_on_failed_peer() const = 0;
+  /// Raises the gate's `peer_failure` (a failed peer it waits on) or, without one, its `timeout_error`.
+  [[noreturn]] virtual void raise_stall() const = 0;
+};
+
 /// Runs one rank's plan. Not reusable: construct, `run()`, destroy.
 template <concepts::transport T, class E, class Op>
 class rank_executor {
  public:
-  rank_executor(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& o, std::uint32_t call)
-      : comm_(comm), sched_(s), data_(data), op_(op), opt_(o), call_(call), me_(comm.rank()),
+  rank_executor(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& o, std::uint32_t call,
+                call_gate* gate = nullptr)
+      : comm_(comm), sched_(s), data_(data), op_(op), opt_(o), call_(call), gate_(gate), me_(comm.rank()),
         seg_(std::max<std::size_t>(1, o.segment_bytes / sizeof(E))) {
     const auto& plan = s.ranks.at(static_cast<std::size_t>(me_));
     chans_.resize(plan.channels.size());
@@ -186,6 +206,10 @@ class rank_executor {
     while (true) {
       const auto token = comm_.progress_token();
       bool progress = false, finished = true;
+      if (gate_ != nullptr && !gate_->done()) {
+        progress |= gate_->poll();
+        finished = gate_->done();
+      }
       for (std::size_t c = 0; c < chans_.size(); ++c) {
         progress |= advance(c, window);
         finished &= chans_[c].finished();
@@ -197,17 +221,27 @@ class rank_executor {
         rechecked = false;
         continue;
       }
-      if (waits_on_failed_peer()) {
+      const bool gated = gate_ != nullptr && !gate_->done();
+      // Before the gate opens, only its own waits count: a data send waits then only because its receiver
+      // has not agreed yet, so a receiver that gave up on the agreement is not the cause.
+      const bool before_gate = gated && !gate_->open();
+      if (before_gate ? gate_->waits_on_failed_peer()
+                      : waits_on_failed_peer() || (gated && gate_->waits_on_failed_peer())) {
         // A failed peer's last actions (consuming our sends, sending) happened before it was marked
         // failed; look once more before blaming it.
         if (!rechecked) {
           rechecked = true;
           continue;
         }
+        if (gated && gate_->waits_on_failed_peer()) gate_->raise_stall();
         throw_failed_peer();
       }
       const auto deadline = last_progress + opt_.timeout;
-      if (now >= deadline) throw_timeout();
+      if (now >= deadline) {
+        // Stalled before the agreement: the peer did not call this collective (or is stuck before it).
+        if (before_gate) gate_->raise_stall();
+        throw_timeout();
+      }
       comm_.wait_progress(token, deadline);
     }
   }
@@ -296,6 +330,7 @@ class rank_executor {
           ++a.done;
         }
       } else {
+        if (gate_ != nullptr && !gate_->open()) continue;  // no receive before the agreement
         const std::size_t depth = std::max<std::size_t>(1, opt_.recv_depth);
         // Every unfinished receive keeps one segment announced (so its message can always match); beyond
         // that, at most 2·depth segments per channel hold staging memory.
@@ -428,6 +463,7 @@ class rank_executor {
           auto [clause, blame] = census_clause(comm_, call_, opt_.timeout, a.st->peer);
           throw timeout_error(msg + clause, me_, blame);
         }
+    if (gate_ != nullptr && !gate_->done()) gate_->raise_stall();
     throw timeout_error("dssync: rank " + std::to_string(me_) + " timed out", me_, -1);
   }
 
@@ -437,6 +473,7 @@ class rank_executor {
   const Op& op_;
   const options& opt_;
   std::uint32_t call_;
+  call_gate* gate_;
   int me_;
   std::size_t seg_;
   std::size_t steps_entered_ = 0;
@@ -452,8 +489,12 @@ class rank_executor {
 /// It does not apply the op's `finalize`; `synchronize` does.
 /// \throws timeout_error, peer_failure, malformed_payload, invalid_argument (data size or world size
 /// differs from the schedule's).
+///
+/// With a `gate` (the call's agreement exchange), it posts no receive until the gate opens and returns
+/// only when the gate is done, polling it in the same progress loop: the agreement overlaps the sends.
 template <concepts::transport T, element E, class Op>
-void execute(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& opt, std::uint32_t call) {
+void execute(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& opt, std::uint32_t call,
+             detail::call_gate* gate = nullptr) {
   if (s.world_size != comm.size())
     throw invalid_argument("dssync::execute: rank " + std::to_string(comm.rank()) + ": schedule " + s.policy +
                                " is for " + std::to_string(s.world_size) + " ranks but the communicator has " +
@@ -464,7 +505,7 @@ void execute(T& comm, const schedule& s, std::span<E> data, const Op& op, const 
                                std::to_string(data.size()) + " elements but schedule " + s.policy + " is for " +
                                std::to_string(s.count),
                            comm.rank());
-  detail::rank_executor<T, E, Op> ex(comm, s, data, op, opt, call);
+  detail::rank_executor<T, E, Op> ex(comm, s, data, op, opt, call, gate);
   ex.run();
 }
 

@@ -196,7 +196,7 @@ class orphaned_sends {
 /// An MPI communicator as a dssync transport; models `dssync::concepts::transport`.
 ///
 /// Cheap to copy? No: it owns its staging pool and call counter. Make one per communicator and keep it.
-/// Calls from one thread per rank (MPI_THREAD_FUNNELED suffices).
+/// Calls from one thread per rank (MPI_THREAD_FUNNELED suffices; see `serialized_threads`).
 class mpi {
  public:
   /// A pending `MPI_Isend`, from the transport's staging copy of the caller's bytes.
@@ -347,8 +347,21 @@ class mpi {
     (void)orphans.reap();
   }
 
+  /// The agreement exchange runs before the data, not overlapped with it (see `synchronize`): after a
+  /// mismatch, a data send posted early would stay unmatched, and MPI cannot reliably withdraw it.
+  static constexpr bool overlap_agreement = false;
+
   [[nodiscard]] int rank() const noexcept { return rank_; }
   [[nodiscard]] int size() const noexcept { return size_; }
+  /// Whether another thread may call this transport while the calling thread waits
+  /// (`MPI_Query_thread` is at least MPI_THREAD_SERIALIZED). A `dssync::communicator` runs its `_async`
+  /// collectives on a background thread only then; under MPI_THREAD_FUNNELED they run on the caller's
+  /// thread, in `wait()`, `test()` or the next blocking call.
+  [[nodiscard]] static bool serialized_threads() noexcept {
+    int provided = MPI_THREAD_SINGLE;
+    if (MPI_Query_thread(&provided) != MPI_SUCCESS) return false;
+    return provided >= MPI_THREAD_SERIALIZED;
+  }
   [[nodiscard]] std::uint32_t next_call() noexcept { return calls_++; }
   /// The Boost.MPI communicator.
   [[nodiscard]] const boost::mpi::communicator& communicator() const noexcept { return comm_; }
