@@ -140,10 +140,10 @@ std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request 
     const std::string who = std::string(Policy::name) + '#' + typeid(Policy).name();
     std::string description;
     if constexpr (plans_per_rank<Policy>) {
-      description = plan_description(who, policy_cache_key(p, q), t, q);
+      description = plan_description(who, policy_cache_key(p, t, q), t, q);
       if (!opt.verify) q.rank = rank;
     }
-    return cached_plan(plan_key(who, policy_cache_key(p, q), t, q, opt),
+    return cached_plan(plan_key(who, policy_cache_key(p, t, q), t, q, opt),
                        [&] { return build_plan([&] { return p.plan(t, q); }, opt, rank, description); });
   }
 }
@@ -158,10 +158,10 @@ inline std::shared_ptr<const schedule> plan_for_entry(const algorithms::policy_e
   const std::string who = "registry:" + e.name;
   std::string description;
   if (e.per_rank) {
-    description = plan_description(who, e.key(q), t, q);
+    description = plan_description(who, e.key(t, q), t, q);
     if (!opt.verify) q.rank = rank;
   }
-  return cache.get(plan_key(who, e.key(q), t, q, opt),
+  return cache.get(plan_key(who, e.key(t, q), t, q, opt),
                    [&] { return build_plan([&] { return e.plan(t, q); }, opt, rank, description); });
 }
 

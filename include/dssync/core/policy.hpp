@@ -10,6 +10,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "dssync/core/network_state.hpp"
 #include "dssync/core/schedule.hpp"
 #include "dssync/core/topology.hpp"
 
@@ -40,6 +41,8 @@ struct plan_request {
 ///     - `p.cache_key(q)` (`concepts::keyed_policy`): a string naming everything besides (topology,
 ///       count) that its plan depends on (its parameters; for a plan that changes with the iteration, the
 ///       iteration modulo its period). Executors cache plans by (policy type, cache_key, topology, count).
+///       A policy whose key needs the topology (DS-Sync's period depends on the rack sizes) offers
+///       `p.cache_key(t, q)` instead (`concepts::topology_keyed_policy`).
 ///     - `P::cacheable` (`static constexpr bool`): false for stateful policies whose every plan must be
 ///       built anew (gossip's rotating pairing).
 ///     - `p.plan_without(t, failed, q)` (`concepts::replanning_policy`): the plan for the survivors of
@@ -52,6 +55,8 @@ struct plan_request {
 ///     - `P::per_rank` (`static constexpr bool`): it plans only rank `q.rank`'s part when asked (`q.rank >=
 ///       0`), equal to that rank's part of its whole plan. Policies built on `algorithms/blocks/` get it
 ///       by passing `q.rank` to `blocks::empty_plan`. `synchronize` asks for parts when it does not verify.
+///     - `p.observe(state)` (`concepts::observing_policy`): it re-plans from the observed `network_state`
+///       (DS-Sync splits the groups of contended links); its `cache_key` names the state it observed.
 ///
 /// Caching rule (`is_cacheable_policy`): a policy is cached when `P::cacheable` says so; without it, when
 /// it is an empty type (no parameters) or says what its plans depend on with `cache_key`. A policy with
@@ -74,6 +79,18 @@ template <class P>
 concept keyed_policy = requires(const P& p, const plan_request& q) {
   { p.cache_key(q) } -> std::convertible_to<std::string>;
 };
+
+/// `dssync::concepts::topology_keyed_policy`: `p.cache_key(t, q)` names what the plan depends on besides
+/// (topology, count), where saying it needs the topology (the period of a shuffle over its racks).
+template <class P, class Topo>
+concept topology_keyed_policy = requires(const P& p, const Topo& t, const plan_request& q) {
+  { p.cache_key(t, q) } -> std::convertible_to<std::string>;
+};
+
+/// `dssync::concepts::observing_policy`: `p.observe(state)` tells the policy what the network looks like
+/// now, and its next plans follow it.
+template <class P>
+concept observing_policy = requires(P& p, const network_state& s) { p.observe(s); };
 
 /// `dssync::concepts::replanning_policy`: `p.plan_without(t, failed, q)` plans for the survivors of the
 /// ranks `failed` of topology `t`.
@@ -130,6 +147,15 @@ template <class P>
     return std::string(p.cache_key(q));
   else
     return {};
+}
+
+/// `p.cache_key(t, q)` where the policy keys by topology, else `policy_cache_key(p, q)`.
+template <class P, class Topo>
+[[nodiscard]] std::string policy_cache_key(const P& p, const Topo& t, const plan_request& q) {
+  if constexpr (concepts::topology_keyed_policy<P, Topo>)
+    return std::string(p.cache_key(t, q));
+  else
+    return policy_cache_key(p, q);
 }
 
 }  // namespace dssync

@@ -233,7 +233,7 @@ std::shared_ptr<const schedule> survivor_plan(const Policy& policy, const Topolo
                                               const std::vector<int>& failed, std::size_t count, const options& opt,
                                               int rank) {
   const plan_request q{count, opt.iteration};
-  std::string key = std::string(Policy::name) + '#' + typeid(Policy).name() + '|' + policy_cache_key(policy, q);
+  std::string key = std::string(Policy::name) + '#' + typeid(Policy).name() + '|' + policy_cache_key(policy, topo, q);
   for (const int f : failed) key += ',' + std::to_string(f);
   return dssync::detail::cached_plan(dssync::detail::plan_key(key, "without", topo, q, opt), [&] {
     return dssync::detail::build_plan([&] { return policy.plan_without(topo, failed, q); }, opt, rank);
