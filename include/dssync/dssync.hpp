@@ -6,7 +6,8 @@
 /// The rest is opt-in, so a user pays only for what they include:
 ///  - `dssync/sim.hpp`: the flow simulator, the simulated transport, scenarios and timelines;
 ///  - `dssync/fault.hpp`: recovery from failed servers (`fault::synchronize_resilient`);
-///  - `dssync/detect.hpp`: the bandwidth probe;
+///  - `dssync/detect.hpp`: the bandwidth probe and the passive contention detector;
+///  - `dssync/algorithms/consensus.hpp`: consensus analysis of groupings (links `dssync::eigen`);
 ///  - `dssync/mpi.hpp`: the MPI transport (links `dssync::mpi`).
 
 #include "dssync/version.hpp"
@@ -15,6 +16,7 @@
 #include "dssync/core/codec.hpp"
 #include "dssync/core/dtype.hpp"
 #include "dssync/core/error.hpp"
+#include "dssync/core/network_state.hpp"
 #include "dssync/core/options.hpp"
 #include "dssync/core/policy.hpp"
 #include "dssync/core/reduction_op.hpp"
@@ -41,6 +43,8 @@
 #include "dssync/algorithms/blocks.hpp"
 #include "dssync/algorithms/chain.hpp"
 #include "dssync/algorithms/direct.hpp"
+#include "dssync/algorithms/ds_sync.hpp"
+#include "dssync/algorithms/grouping.hpp"
 #include "dssync/algorithms/registry.hpp"
 #include "dssync/algorithms/ring.hpp"
 

@@ -27,6 +27,7 @@
 #include "dssync/algorithms/chain.hpp"
 #include "dssync/algorithms/direct.hpp"
 #include "dssync/algorithms/double_binary_tree.hpp"
+#include "dssync/algorithms/ds_sync.hpp"
 #include "dssync/algorithms/gossip.hpp"
 #include "dssync/algorithms/hierarchical.hpp"
 #include "dssync/algorithms/parameter_server.hpp"
@@ -117,8 +118,8 @@ struct policy_entry {
   bool per_rank = false;                      ///< `plans_per_rank` of the policy
   /// Its plan on `t` for `q`. \throws invalid_argument naming what it cannot serve.
   std::function<schedule(const topology_ref& t, plan_request q)> plan;
-  /// What the plan depends on besides (topology, count); empty for a policy without `cache_key`.
-  std::function<std::string(const plan_request& q)> cache_key;
+  /// What the plan on `t` depends on besides (topology, count); empty for a policy without `cache_key`.
+  std::function<std::string(const topology_ref& t, const plan_request& q)> cache_key;
   /// Its plan for the survivors of `failed`; empty for a policy without `plan_without`.
   std::function<schedule(const topology_ref& t, std::span<const int> failed, plan_request q)> plan_without;
 
@@ -136,8 +137,10 @@ struct policy_entry {
   }
   /// Whether the policy can re-plan around failed ranks.
   [[nodiscard]] bool can_replan() const noexcept { return static_cast<bool>(plan_without); }
-  /// `cache_key(q)`, or "".
-  [[nodiscard]] std::string key(const plan_request& q) const { return cache_key ? cache_key(q) : std::string(); }
+  /// `cache_key(t, q)`, or "".
+  [[nodiscard]] std::string key(const topology_ref& t, const plan_request& q) const {
+    return cache_key ? cache_key(t, q) : std::string();
+  }
 };
 
 /// The entry of policy `prototype` (copied into every plan call, so a stateful policy starts from the
@@ -165,8 +168,16 @@ template <class P>
       }
     });
   };
-  if constexpr (concepts::keyed_policy<P>)
-    e.cache_key = [prototype](const plan_request& q) { return std::string(prototype.cache_key(q)); };
+  // Keyed where the policy names a key, by (q) or, seeing the model, by (t, q).
+  const bool keyed = []<std::size_t... I>(std::index_sequence<I...>) {
+    return concepts::keyed_policy<P> ||
+           (concepts::topology_keyed_policy<P, std::variant_alternative_t<I, topology::spec_model>> || ...) ||
+           concepts::topology_keyed_policy<P, topology_ref>;
+  }(std::make_index_sequence<std::variant_size_v<topology::spec_model>>{});
+  if (keyed)
+    e.cache_key = [prototype](const topology_ref& t, const plan_request& q) -> std::string {
+      return t.visit([&](const auto& m) -> std::string { return policy_cache_key(prototype, m, q); });
+    };
   auto replan = [prototype](const topology_ref& t, std::span<const int> failed, plan_request q) -> schedule {
     return t.visit([&](const auto& m) -> schedule {
       using M = std::remove_cvref_t<decltype(m)>;
@@ -200,6 +211,7 @@ class policy_registry {
     add(make_policy_entry<parameter_server>({}, "sharded parameter server: push to servers, pull back"));
     add(make_policy_entry<bcube>({}, "BML on BCube(n,k): k-channel aggregation and broadcast (needs a bcube topology)"));
     add(make_policy_entry<gossip>({}, "pairwise gossip averaging: a group allreduce over rotating pairs"));
+    add(make_policy_entry<ds_sync>({}, "DS-Sync: disjoint groups in parallel, reshuffled every iteration (rack rotation)"));
     add(make_policy_entry<chain>({}, "pipelined chain broadcast and reduce, for large messages"));
     add(make_policy_entry<binomial_tree>({}, "binomial-tree broadcast and reduce, ceil(log2 N) hops, for small messages"));
   }
