@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -250,6 +251,7 @@ struct config {
   std::size_t pieces = 0;
   std::size_t element_size = 4;
   std::uint64_t iteration = 0;
+  std::uint64_t iterations = 1;
   int top_links = 5;
 };
 
@@ -279,6 +281,8 @@ struct report {
   std::optional<double> lockstep;  // time with a barrier between stages (schedules with step::stage)
   std::uint32_t stages = 0;
   std::string trace_file;
+  std::uint64_t iteration = 0;
+  std::vector<std::vector<int>> groups;  // a group allreduce's groups
 };
 
 /// The plan of the registered policy `name` on `t`, around the ranks `failed` when there are any (for
@@ -425,6 +429,8 @@ report run(const config& cfg) {
     rep.root = cfg.root;
   }
   rep.semantics = dssync::to_string(sched.kind);
+  rep.iteration = cfg.iteration;
+  rep.groups = sched.groups;
   rep.channels = sched.channel_count();
   rep.steps = sched.step_count();
 
@@ -638,7 +644,42 @@ json to_json(const report& rep, int top) {
     if (rep.sim.background_flows > 0) j["background_flows"] = rep.sim.background_flows;
   }
   if (!rep.trace_file.empty()) j["trace"] = rep.trace_file;
+  if (!rep.groups.empty()) j["groups"] = rep.groups;
   return j;
+}
+
+std::string groups_text(const std::vector<std::vector<int>>& groups) { return alg::to_string(groups); }
+
+/// --iterations K: one entry per iteration (time and groups), and the mean time.
+json iterations_json(const std::vector<report>& reps) {
+  json arr = json::array();
+  double sum = 0;
+  for (const auto& r : reps) {
+    json it;
+    it["iteration"] = r.iteration;
+    it["time_s"] = r.verified ? json(r.time) : json(nullptr);
+    it["verified"] = r.verified;
+    if (!r.groups.empty()) it["groups"] = r.groups;
+    arr.push_back(std::move(it));
+    sum += r.time;
+  }
+  json j;
+  j["iterations"] = std::move(arr);
+  j["mean_time_s"] = reps.empty() ? 0.0 : sum / static_cast<double>(reps.size());
+  return j;
+}
+
+void print_iterations(std::ostream& os, const std::vector<report>& reps) {
+  os << "\n  iterations\n  " << std::left << std::setw(10) << "iteration" << std::setw(14) << "time"
+     << "groups\n";
+  double sum = 0;
+  for (const auto& r : reps) {
+    os << "  " << std::setw(10) << r.iteration << std::setw(14) << (r.verified ? format_time(r.time) : "-")
+       << (r.groups.empty() ? "(all ranks)" : groups_text(r.groups)) << '\n';
+    sum += r.time;
+  }
+  os << std::right << "  mean " << format_time(sum / static_cast<double>(reps.size())) << " over " << reps.size()
+     << " iterations\n";
 }
 
 void print_table(std::ostream& os, const report& rep, int top) {
@@ -674,6 +715,7 @@ void print_table(std::ostream& os, const report& rep, int top) {
   rows.emplace_back("verified", rep.verified ? "yes (" + std::to_string(rep.verify_messages) + " messages)"
                                              : "NO: " + rep.verify_message);
   if (!rep.trace_file.empty()) rows.emplace_back("trace", rep.trace_file);
+  if (!rep.groups.empty()) rows.emplace_back("groups", groups_text(rep.groups));
   for (const auto& [k, v] : rows) {
     os << "  " << k << std::string(12 - std::min<std::size_t>(k.size(), 11), ' ') << v << '\n';
   }
@@ -708,7 +750,8 @@ const char* details_text =
     "Policies for allreduce: auto (the default: the cost model's best_policy, the predicted fastest;\n"
     "  DSSYNC_ALGO, when set, forces auto's choice; an explicit --policy is never overridden), or one of\n"
     "    POLICIES\n"
-    "  bcube needs a bcube topology. gossip is a group allreduce (pairs), reported as such.\n"
+    "  bcube needs a bcube topology. gossip and ds_sync are group allreduces (pairs; DS-Sync's groups,\n"
+    "  which --iteration and --iterations pick), reported as such, with their groups.\n"
     "  reduce_scatter and allgather: ring (the default), rank r owning block r of partition(S, N).\n"
     "  broadcast and reduce (the library's algorithms::chain and algorithms::binomial_tree):\n"
     "    chain          pipelined chain root, root+1, ... in --pieces pieces; the head keeps 1 piece in\n"
@@ -746,7 +789,8 @@ const char* details_text =
     "  dssync-sim --topology fattree:4,bw=8 --policy ring --bytes 1G --latency 0\n"
     "  dssync-sim --topology racks:4,4,intra=100,uplink=25 --policy auto --bytes 64M --trace run.json\n"
     "  dssync-sim --topology star:8 --collective broadcast --root 3 --bytes 256M\n"
-    "  dssync-sim --topology star:8 --collective allgather --bytes 64M\n";
+    "  dssync-sim --topology star:8 --collective allgather --bytes 64M\n"
+    "  dssync-sim --topology racks:4,4,intra=100,uplink=25 --policy ds_sync --bytes 64M --iterations 4\n";
 
 }  // namespace
 
@@ -775,7 +819,9 @@ int main(int argc, char** argv) {
     ("element-size", po::value(&cfg.element_size)->value_name("E")->default_value(4),
      "bytes per element (4: float); --bytes must be a multiple")
     ("iteration", po::value(&cfg.iteration)->value_name("I")->default_value(0),
-     "training iteration passed to the policy (gossip's pairing)")
+     "training iteration passed to the policy (gossip's pairing, ds_sync's groups)")
+    ("iterations", po::value(&cfg.iterations)->value_name("K")->default_value(1),
+     "play iterations I, I+1, ..., I+K-1 and list each one's time and groups (the trace is the first's)")
     ("links", po::value(&cfg.top_links)->value_name("K")->default_value(5), "busiest links to list");
   // clang-format on
 
@@ -805,12 +851,31 @@ int main(int argc, char** argv) {
     }
     if (cfg.top_links < 0) throw usage_error("--links must not be negative");
 
-    const report rep = run(cfg);
+    if (cfg.iterations < 1) throw usage_error("--iterations must be at least 1");
+    if (cfg.iterations > 100000) throw usage_error("--iterations " + std::to_string(cfg.iterations) + " is over 100000");
+    std::vector<report> reps;
+    reps.push_back(run(cfg));
+    for (std::uint64_t k = 1; k < cfg.iterations && reps.back().verified; ++k) {
+      config next = cfg;
+      next.iteration = cfg.iteration + k;
+      next.trace.clear();
+      reps.push_back(run(next));
+    }
+    const report& rep = reps.front();
     if (cfg.json) {
-      std::cout << to_json(rep, cfg.top_links).dump(2) << '\n';
+      json j = to_json(rep, cfg.top_links);
+      if (cfg.iterations > 1) j.update(iterations_json(reps));
+      std::cout << j.dump(2) << '\n';
     } else {
       print_table(std::cout, rep, cfg.top_links);
+      if (cfg.iterations > 1) print_iterations(std::cout, reps);
     }
+    for (const auto& r : reps)
+      if (!r.verified) {
+        std::cerr << "dssync-sim: iteration " << r.iteration << " of policy " << r.policy
+                  << " failed verification: " << r.verify_message << '\n';
+        return exit_unverified;
+      }
     if (!rep.verified) {
       std::cerr << "dssync-sim: the schedule of policy " << rep.policy << " failed verification: " << rep.verify_message
                 << '\n';

@@ -5,7 +5,8 @@
 #         [-DFILE_EXISTS=<path>] -P run_cli.cmake
 # ARGS separates arguments with '|' (so that ';' and ',' pass through unchanged). JSON_RANGES checks
 # that the numbers at those keys of the JSON printed on stdout lie in [min, max]; JSON_EQUALS compares
-# values as text (booleans read ON/OFF, as string(JSON) gives them).
+# values as text (booleans read ON/OFF, as string(JSON) gives them). A key may be a path through
+# objects and arrays, its parts separated by "/" (iterations/1/groups/0/0).
 cmake_minimum_required(VERSION 3.20)
 
 if(NOT DEFINED EXE)
@@ -46,7 +47,8 @@ if(DEFINED JSON_RANGES)
     list(GET _p 0 _key)
     list(GET _p 1 _min)
     list(GET _p 2 _max)
-    string(JSON _v ERROR_VARIABLE _jerr GET "${_out}" ${_key})
+    string(REPLACE "/" ";" _path "${_key}")
+    string(JSON _v ERROR_VARIABLE _jerr GET "${_out}" ${_path})
     if(_jerr)
       message(FATAL_ERROR "no number at JSON key '${_key}': ${_jerr}\n${_what}")
     endif()
@@ -64,7 +66,8 @@ if(DEFINED JSON_EQUALS)
     string(SUBSTRING "${_e}" 0 ${_at} _key)
     math(EXPR _at "${_at} + 1")
     string(SUBSTRING "${_e}" ${_at} -1 _want)
-    string(JSON _v ERROR_VARIABLE _jerr GET "${_out}" ${_key})
+    string(REPLACE "/" ";" _path "${_key}")
+    string(JSON _v ERROR_VARIABLE _jerr GET "${_out}" ${_path})
     if(_jerr)
       message(FATAL_ERROR "no value at JSON key '${_key}': ${_jerr}\n${_what}")
     endif()
