@@ -11,10 +11,15 @@
 //
 //   build/bench/plan_memory --max 16384 --whole-max 1024
 //   g++ -std=c++20 -O3 -I/work/old/include -Ibench bench/plan_memory.cpp -o /tmp/plan_memory_old
+//
+// A second table plans DS-Sync (rack rotation, ring inside each group) per rank on sqrt(N) racks of
+// sqrt(N), as every iteration regroups: the planning time per iteration (the median over 16 iterations,
+// for rank 0 and rank N-1) and the memory of a rank's part. Target (issue 10): within 1 ms at N = 1024.
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -23,6 +28,7 @@
 #include <dssync/core/policy.hpp>
 #include <dssync/core/schedule.hpp>
 #include <dssync/topology/full_mesh.hpp>
+#include <dssync/topology/racks.hpp>
 
 #include "common.hpp"
 
@@ -30,6 +36,12 @@
 #define DSSYNC_BENCH_PER_RANK 1
 #else
 #define DSSYNC_BENCH_PER_RANK 0
+#endif
+#if __has_include(<dssync/algorithms/ds_sync.hpp>)
+#include <dssync/algorithms/ds_sync.hpp>
+#define DSSYNC_BENCH_DS_SYNC 1
+#else
+#define DSSYNC_BENCH_DS_SYNC 0
 #endif
 
 namespace {
@@ -105,5 +117,35 @@ int main(int argc, char** argv) {
     }
 #endif
   }
+#if DSSYNC_BENCH_DS_SYNC
+  std::cout << "\n# ds_sync per rank (rack rotation, ring in each group) on sqrt(N) racks of sqrt(N): planning time\n"
+               "# per iteration, median over 16 iterations\n";
+  table d({{"N", 7}, {"racks", 9}, {"plan", 9}, {"steps", 9}, {"plan(MiB)", 11}, {"time(ms)", 10}});
+  d.print_header(std::cout);
+  for (int side = 8; side * side <= max_n; side *= 2) {
+    const int n = side * side;
+    const dssync::topology::leaf_spine topo(side, side);
+    const dssync::algorithms::ds_sync p;
+    for (int r : {0, n - 1}) {
+      std::vector<double> ms;
+      dssync::schedule s;
+      for (std::uint64_t it = 0; it < 16; ++it) {
+        dssync::plan_request q{count, it};
+        q.rank = r;
+        const auto t0 = std::chrono::steady_clock::now();
+        s = p.plan(topo, q);
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        const auto& g = dssync::algorithms::group_of(s.groups, r);
+        if (s.planned_rank != r || s.ranks[static_cast<std::size_t>(r)].step_count() != 4 * (g.size() - 1)) {
+          std::cerr << "plan_memory: ds_sync rank " << r << "'s part of N = " << n << " is wrong\n";
+          status = 1;
+        }
+      }
+      d.row(std::cout, {std::to_string(n), std::to_string(side) + "x" + std::to_string(side), "rank " + std::to_string(r),
+                        std::to_string(s.step_count()), fixed(static_cast<double>(plan_bytes(s)) / 1048576.0, 3),
+                        fixed(median(ms), 3)});
+    }
+  }
+#endif
   return status;
 }

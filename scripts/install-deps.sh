@@ -22,6 +22,7 @@ PACKAGES=(
   openmpi-bin
   libthrust-dev
   nlohmann-json3-dev
+  zlib1g-dev
   dataset-fashion-mnist
 )
 
