@@ -138,6 +138,7 @@ class report {
     hi = std::min(1.0, std::ceil(hi * 20) / 20 + 0.01);
     if (hi <= lo) hi = lo + 0.05;
     auto f = open_out(path);
+    f << std::fixed << std::setprecision(1);  // coordinates and labels with one decimal
     f << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
       << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       << "<text x=\"" << ml << "\" y=\"18\" font-size=\"14\">Fashion-MNIST " << model_
@@ -156,11 +157,9 @@ class report {
         << "</text>\n";
       for (int k = 0; k <= 4; ++k) {
         const double t = tmax * k / 4, a = lo + (hi - lo) * k / 4;
-        f << "<text x=\"" << X(t) << "\" y=\"" << y0 + ph + 14 << "\" text-anchor=\"middle\">" << std::setprecision(3) << t
-          << "</text>\n";
-        f << "<text x=\"" << x0 - 4 << "\" y=\"" << Y(a) + 4 << "\" text-anchor=\"end\">" << std::setprecision(1)
-          << std::fixed << 100 * a << "</text>\n";
-        f.unsetf(std::ios::fixed);
+        f << "<text x=\"" << X(t) << "\" y=\"" << y0 + ph + 14 << "\" text-anchor=\"middle\">" << std::setprecision(2) << t
+          << std::setprecision(1) << "</text>\n";
+        f << "<text x=\"" << x0 - 4 << "\" y=\"" << Y(a) + 4 << "\" text-anchor=\"end\">" << 100 * a << "</text>\n";
         f << "<line x1=\"" << x0 << "\" x2=\"" << x0 + pw << "\" y1=\"" << Y(a) << "\" y2=\"" << Y(a)
           << "\" stroke=\"#eee\"/>\n";
       }
