@@ -201,7 +201,7 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
       if (is_ds) {
         spans.push_back(e0);
         spans.push_back(e1);
-        {
+        if (!st.trace.empty()) {  // the trace's events, kept only when a trace is asked for
           std::lock_guard lock(log_mu);
           const auto& g = alg::group_of(window_groups.back(), me);
           out.trace.push_back({me, it, "sync", alg::to_string({g}), e0, e1});

@@ -4,7 +4,7 @@
 # NIC (examples/train_fmnist.cpp). Writes the table, a CSV, an SVG plot and a Chrome trace to
 # demo-output/. A few minutes on 2 cores.
 #   DSSYNC_SKIP_DEPS=1         do not run scripts/install-deps.sh
-#   DSSYNC_BUILD_ROOT=<dir>    where build/ is created (default: repository root)
+#   DSSYNC_BUILD_ROOT=<dir>    where build-demo/ is created (default: repository root)
 #   DSSYNC_DEMO_ARGS="..."     arguments for train_fmnist instead of the defaults (e.g. "--model mlp")
 #   DSSYNC_DEMO=quickstart     run the small quickstart example instead
 set -euo pipefail
@@ -12,7 +12,7 @@ exec </dev/null
 
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-BUILD="${DSSYNC_BUILD_ROOT:-$ROOT}/build"
+BUILD="${DSSYNC_BUILD_ROOT:-$ROOT}/build-demo"  # its own tree: scripts/test.sh's build/ keeps its tests
 OUT="$ROOT/demo-output"
 
 if [[ "${DSSYNC_SKIP_DEPS:-0}" != 1 ]]; then
