@@ -17,7 +17,13 @@ if(NOT DSSYNC_SANITIZE STREQUAL "")
   if("thread" IN_LIST _dssync_san_list AND "address" IN_LIST _dssync_san_list)
     message(FATAL_ERROR "dssync: thread and address sanitizers cannot be combined")
   endif()
-  set(DSSYNC_SANITIZE_FLAGS -fsanitize=${DSSYNC_SANITIZE} -fno-omit-frame-pointer -g)
+  # Debug information: -g unless the build type's flags already name a level (scripts/test.sh builds
+  # the sanitizer runs with -g1, line tables only, which is much cheaper to compile than -g).
+  string(TOUPPER "${CMAKE_BUILD_TYPE}" _dssync_bt)
+  set(DSSYNC_SANITIZE_FLAGS -fsanitize=${DSSYNC_SANITIZE} -fno-omit-frame-pointer)
+  if(NOT "${CMAKE_CXX_FLAGS} ${CMAKE_CXX_FLAGS_${_dssync_bt}}" MATCHES "(^| )-g")
+    list(APPEND DSSYNC_SANITIZE_FLAGS -g)
+  endif()
   if("undefined" IN_LIST _dssync_san_list)
     # Make UBSan findings fail the run instead of only printing.
     list(APPEND DSSYNC_SANITIZE_FLAGS -fno-sanitize-recover=all)
