@@ -15,9 +15,16 @@
 //                [--scenario none|uplink|nic|all] [--workers 16] [--epochs E] [--target-accuracy A]
 //                [--csv FILE] [--svg FILE] [--trace FILE] [--json] [--train-subset N] [--compute-ms T]
 //                [--intra-gbps B] [--uplink-gbps B] [--latency-us L] [--lr R] [--batch B] [--data DIR]
+//                [--transport auto|sim|mpi]
+//
+// The same binary runs under `mpiexec -n 4 train_fmnist` (built with MPI): then every process is one
+// worker on the MPI transport, the times are wall-clock (`--compute-ms` adds a real sleep per iteration),
+// the racks are a model only (4 ranks: racks:2,2), and only the scenario `none` runs, since the
+// contention scenarios are scripts of the simulated network. `--transport auto` (the default) picks MPI
+// when an MPI launcher started the process (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK is set).
 //
 // Exit status: 0 ok, 2 bad command line, 77 Fashion-MNIST missing or corrupt (the message names the file
-// and the package), 1 other errors.
+// and the package), 1 other errors (under MPI, a rank that fails alone aborts the job).
 
 #include <zlib.h>
 
@@ -35,11 +42,18 @@
 #include <dssync/synchronize.hpp>
 #include <dssync/topology/racks.hpp>
 #include <dssync/transport/sim.hpp>
+#ifdef DSSYNC_EXAMPLE_MPI
+#include <boost/mpi/environment.hpp>
+#include <mpi.h>
+
+#include <dssync/transport/mpi.hpp>
+#endif
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -49,6 +63,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "train/fmnist.hpp"
@@ -80,6 +95,8 @@ struct settings {
   double lr = 0;  // 0: the model's default
   int batch = 32;
   std::size_t window = 8;
+  bool wall = false;  // real processes under mpiexec: wall-clock times
+  int process_rank = 0;  // under mpiexec, this process's rank (only rank 0 prints and writes)
 };
 
 /// What one (policy, scenario) run produced.
@@ -114,17 +131,17 @@ std::string scenario_script(const std::string& s, const settings& st, int per_ra
   throw std::invalid_argument("unknown scenario '" + s + "' (none, uplink, nic or all)");
 }
 
+/// One (policy, scenario) run. `launch(topology, body)` runs `body(comm, now, compute)` on every worker:
+/// `now()` is the worker's clock in seconds, `compute(s)` spends s seconds of modelled computation.
+template <class Launch>
 run train_one(const settings& st, const train::model& m, const train::dataset& tr, const train::dataset& te,
-              const std::string& policy, const std::string& scenario, double target) {
+              const std::string& policy, const std::string& scenario, double target, Launch&& launch) {
   const int n = st.workers;
   int per_rack = 1;
   while ((per_rack + 1) * (per_rack + 1) <= n) ++per_rack;
   if (n % per_rack != 0) per_rack = 1;
   const int racks = n / per_rack;
   const dssync::topology::leaf_spine topo(racks, per_rack, {st.intra_bps, st.latency_s}, {st.uplink_bps, st.latency_s});
-  dssync::transport::sim::world_options wo;
-  wo.script = dssync::sim::scenario::parse(scenario_script(scenario, st, per_rack));
-  dssync::transport::sim::world world(topo, wo);
 
   const std::size_t P = m.parameters();
   const std::size_t shard = tr.size() / static_cast<std::size_t>(n);
@@ -139,7 +156,7 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
   out.scenario = scenario;
   std::vector<double> comm_total(static_cast<std::size_t>(n), 0.0);
   std::mutex log_mu;
-  const auto errs = world.run_collect([&](auto& comm) {
+  launch(topo, per_rack, [&](auto& comm, auto&& now, auto&& compute) {
     const int me = comm.rank();
     dssync::options opt;
     opt.with_timeout(std::chrono::seconds(300));
@@ -175,26 +192,26 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
       auto it_opt = opt;
       it_opt.iteration = it;
       if (!bsp) {  // decentralized: average parameters in the group, then a local step
-        e0 = comm.now();
+        e0 = now();
         if (is_ds) {
           window_groups.push_back(ds.groups(topo, it));
           dssync::synchronize(comm, topo, ds, params, dssync::ops::average{}, it_opt);
         } else {
           dssync::synchronize(comm, topo, gossip, params, dssync::ops::average{}, opt);
         }
-        e1 = comm.now();
+        e1 = now();
       }
-      const double c0 = comm.now();
+      const double c0 = now();
       m.gradient(params, x, y, grad);
-      comm.sleep_for(st.compute_s);
-      const double c1 = comm.now();
+      compute(st.compute_s);
+      const double c1 = now();
       if (bsp) {
-        e0 = comm.now();
+        e0 = now();
         if (policy == "ring")
           dssync::synchronize<alg::ring>(comm, topo, grad, dssync::ops::average{}, opt);
         else
           dssync::synchronize<alg::hierarchical>(comm, topo, grad, dssync::ops::average{}, opt);
-        e1 = comm.now();
+        e1 = now();
       }
       for (std::size_t i = 0; i < P; ++i) params[i] -= static_cast<float>(lr) * grad[i];
       comm_sum += e1 - e0;
@@ -234,32 +251,35 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
         }
       }
       if (in_epoch + 1 == iters_per_epoch) {  // epoch end: evaluate the consensus model (not timed)
-        const double t0 = comm.now();
+        const double t0 = now();
         std::vector<float> consensus = params;
         dssync::synchronize<alg::ring>(comm, topo, consensus, dssync::ops::average{}, opt);
-        eval_total += comm.now() - t0;
+        const double t1 = now();
         if (me == 0) {
           const double acc = m.accuracy(consensus, te.images, te.labels);
-          const double now = comm.now() - eval_total;
+          const double at = t0 - eval_total;  // the epoch's end, evaluations excluded
           const int epoch = static_cast<int>(it / iters_per_epoch) + 1;
           std::lock_guard lock(log_mu);
-          out.epochs.push_back({epoch, now, acc});
-          if (!out.time_to_target && acc >= target) out.time_to_target = now;
+          out.epochs.push_back({epoch, at, acc});
+          if (!out.time_to_target && acc >= target) out.time_to_target = at;
           std::cerr << "\r[" << policy << " / " << scenario << "] epoch " << epoch << "/" << st.epochs << "  accuracy "
-                    << std::fixed << std::setprecision(2) << 100 * acc << " %  simulated " << std::setprecision(3)
-                    << now << " s      " << std::flush;
-          if (epoch == st.epochs) {
-            out.sim_time = now;
-            if (!bsp) params = consensus;  // the final consensus model
-          }
+                    << std::fixed << std::setprecision(2) << 100 * acc << " %  " << (st.wall ? "wall" : "simulated") << ' ' << std::setprecision(3)
+                    << at << " s      " << std::flush;
+          if (epoch == st.epochs) out.sim_time = at;
         }
+        if (st.wall) {  // the others wait for rank 0's evaluation, which real time would otherwise charge them
+          std::vector<double> one(static_cast<std::size_t>(n), 0.0);
+          session.allgather(std::span(one));
+        }
+        eval_total += (st.wall ? now() : t1) - t0;
       }
     }
-    comm_total[static_cast<std::size_t>(me)] = comm_sum;
+    std::vector<double> sums(static_cast<std::size_t>(n), 0.0);  // every rank's communication time
+    sums[static_cast<std::size_t>(me)] = comm_sum;
+    session.allgather(std::span(sums));
+    if (me == 0) comm_total = sums;
   });
-  std::cerr << '\n';
-  for (std::size_t r = 0; r < errs.size(); ++r)
-    if (errs[r]) std::rethrow_exception(errs[r]);
+  if (st.process_rank == 0) std::cerr << '\n';
   double c = 0;
   for (double v : comm_total) c += v;
   out.comm_per_iter = c / static_cast<double>(n) / static_cast<double>(total);
@@ -287,7 +307,7 @@ std::vector<std::string> expand(const std::string& v, const std::vector<std::str
 
 int main(int argc, char** argv) {
   settings st;
-  std::string policy = "all", scenario = "all";
+  std::string policy = "all", scenario = "all", transport = "auto";
   double intra_gbps = 1, uplink_gbps = 0.25, latency_us = 20, compute_ms = 2;
   po::options_description desc("train_fmnist: data-parallel Fashion-MNIST training, BSP vs gossip vs DS-Sync, simulated racks:4,4");
   // clang-format off
@@ -296,7 +316,8 @@ int main(int argc, char** argv) {
     ("model", po::value(&st.model)->default_value("softmax"), "softmax or mlp (784-128-10)")
     ("policy", po::value(&policy)->default_value("all"), "ring, hierarchical, gossip, ds_sync, a comma list, or all")
     ("scenario", po::value(&scenario)->default_value("all"), "none, uplink (seed Fig. 5), nic (Fig. 6), a comma list, or all")
-    ("workers", po::value(&st.workers)->default_value(16), "workers (a square number gives square racks)")
+    ("workers", po::value(&st.workers)->default_value(16), "workers (a square number gives square racks; under mpiexec, the process count)")
+    ("transport", po::value(&transport)->default_value("auto"), "sim (in-process workers, simulated network), mpi (one worker per process, under mpiexec), or auto (mpi when an MPI launcher started this process)")
     ("epochs", po::value(&st.epochs)->default_value(5), "epochs")
     ("target-accuracy", po::value(&st.target)->default_value(0), "test accuracy for time to accuracy (0: 0.80)")
     ("csv", po::value(&st.csv), "write accuracy per epoch as CSV")
@@ -323,6 +344,24 @@ int main(int argc, char** argv) {
     po::notify(vm);
     st.policies = expand(policy, {"ring", "hierarchical", "gossip", "ds_sync"}, "policy");
     st.scenarios = expand(scenario, {"none", "uplink", "nic"}, "scenario");
+    if (transport != "auto" && transport != "sim" && transport != "mpi")
+      throw std::invalid_argument("unknown transport '" + transport + "' (auto, sim or mpi)");
+    const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr ||
+                          std::getenv("PMIX_RANK") != nullptr;
+    st.wall = transport == "mpi" || (transport == "auto" && launched);
+#ifndef DSSYNC_EXAMPLE_MPI
+    if (st.wall)
+      throw std::invalid_argument(std::string(transport == "mpi" ? "--transport mpi" : "an MPI launcher started this process") +
+                                  ", but this train_fmnist was built without MPI (install libboost-mpi-dev and rebuild, or pass --transport sim)");
+#endif
+    if (st.wall) {  // the contention scenarios are scripts of the simulated network
+      if (scenario == "all") st.scenarios = {"none"};
+      for (const auto& sc : st.scenarios)
+        if (sc != "none")
+          throw std::invalid_argument("--scenario " + sc + " needs the simulated network (--transport sim); under mpiexec only 'none' runs");
+      if (!vm["workers"].defaulted())
+        throw std::invalid_argument("--workers: under mpiexec the workers are the processes (mpiexec -n N)");
+    }
     if (st.workers < 2 || st.workers > 256) throw std::invalid_argument("--workers " + std::to_string(st.workers) + " must be in 2..256");
     if (st.epochs < 1) throw std::invalid_argument("--epochs must be at least 1");
     if (st.batch < 1) throw std::invalid_argument("--batch must be at least 1");
@@ -339,20 +378,68 @@ int main(int argc, char** argv) {
     std::cerr << "train_fmnist: " << e.what() << "\nTry 'train_fmnist --help'.\n";
     return 2;
   }
+#ifdef DSSYNC_EXAMPLE_MPI
+  std::optional<boost::mpi::environment> env;  // declared first, so MPI is finalized after the transport
+  std::optional<dssync::transport::mpi> mpi_comm;
+#endif
   try {
+#ifdef DSSYNC_EXAMPLE_MPI
+    if (st.wall) {
+      env.emplace(argc, argv);
+      mpi_comm.emplace(MPI_COMM_WORLD);
+      st.process_rank = mpi_comm->rank();
+      st.workers = mpi_comm->size();
+      if (st.workers < 2) {
+        std::cerr << "train_fmnist: under MPI it needs at least 2 processes (mpiexec -n 4), not " << st.workers << '\n';
+        return 2;
+      }
+    }
+#endif
     const train::model m = train::model::make(st.model);
     const double target = st.target > 0 ? st.target : 0.80;
     const auto tr = train::load(st.data, "train", st.train_subset);
     const auto te = train::load(st.data, "t10k");
     if (tr.size() < static_cast<std::size_t>(st.workers * st.batch))
       throw std::invalid_argument("--train-subset " + std::to_string(tr.size()) + " is less than one batch per worker");
-    std::cerr << "train_fmnist: " << st.model << " (" << m.parameters() << " parameters, "
-              << m.parameters() * sizeof(float) << " bytes), " << st.workers << " workers on simulated racks, "
-              << tr.size() << " training / " << te.size() << " test examples\n";
+    if (st.process_rank == 0)
+      std::cerr << "train_fmnist: " << st.model << " (" << m.parameters() << " parameters, "
+                << m.parameters() * sizeof(float) << " bytes), " << st.workers
+                << (st.wall ? " MPI processes (wall-clock times), " : " workers on simulated racks, ") << tr.size()
+                << " training / " << te.size() << " test examples\n";
+    // In process: every worker a thread on the simulated network, on its virtual clock.
+    auto sim_launch = [&st](const std::string& sc) {
+      return [&st, sc](const auto& topo, int per_rack, auto&& body) {
+        dssync::transport::sim::world_options wo;
+        wo.script = dssync::sim::scenario::parse(scenario_script(sc, st, per_rack));
+        dssync::transport::sim::world world(topo, wo);
+        const auto errs = world.run_collect([&](auto& comm) {
+          body(comm, [&comm] { return comm.now(); }, [&comm](double s) { comm.sleep_for(s); });
+        });
+        for (const auto& e : errs)
+          if (e) std::rethrow_exception(e);
+      };
+    };
     std::vector<run> runs;
     for (const auto& sc : st.scenarios)
-      for (const auto& p : st.policies) runs.push_back(train_one(st, m, tr, te, p, sc, target));
-    train::report rep{st.model, target, st.epochs};
+      for (const auto& p : st.policies) {
+#ifdef DSSYNC_EXAMPLE_MPI
+        if (st.wall) {  // this process is one worker on the MPI transport, on the wall clock
+          auto mpi_launch = [&](const auto&, int, auto&& body) {
+            MPI_Barrier(MPI_COMM_WORLD);  // a common origin, as near as one barrier gives it
+            const auto origin = std::chrono::steady_clock::now();
+            body(*mpi_comm, [origin] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - origin).count(); },
+                 [](double sec) {
+                   if (sec > 0) std::this_thread::sleep_for(std::chrono::duration<double>(sec));
+                 });
+          };
+          runs.push_back(train_one(st, m, tr, te, p, sc, target, mpi_launch));
+          continue;
+        }
+#endif
+        runs.push_back(train_one(st, m, tr, te, p, sc, target, sim_launch(sc)));
+      }
+    if (st.process_rank != 0) return 0;  // rank 0 reports
+    train::report rep{st.model, target, st.epochs, st.wall ? "wall-clock" : "simulated"};
     for (const auto& r : runs)
       rep.add({r.policy, r.scenario, r.epochs, r.sim_time, r.comm_per_iter, r.iter_time, r.time_to_target, r.group_changes});
     if (!st.csv.empty()) rep.write_csv(st.csv);
@@ -380,11 +467,14 @@ int main(int argc, char** argv) {
       rep.write_table(std::cout);
     if (!st.svg.empty()) std::cerr << "train_fmnist: plot written to " << st.svg << '\n';
     return 0;
-  } catch (const train::data_error& e) {
-    std::cerr << "train_fmnist: " << e.what() << '\n';
+  } catch (const train::data_error& e) {  // every rank reads the same files, so every rank ends here
+    if (st.process_rank == 0) std::cerr << "train_fmnist: " << e.what() << '\n';
     return 77;  // the data set is missing or unreadable: ctest reports the run as skipped
   } catch (const std::exception& e) {
     std::cerr << "train_fmnist: " << e.what() << '\n';
+#ifdef DSSYNC_EXAMPLE_MPI
+    if (st.wall) MPI_Abort(MPI_COMM_WORLD, 1);  // a rank that fails alone must not leave the others waiting
+#endif
     return 1;
   }
 }
