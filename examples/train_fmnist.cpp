@@ -160,7 +160,7 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
     const int me = comm.rank();
     dssync::options opt;
     opt.with_timeout(std::chrono::seconds(300));
-    dssync::communicator session(comm, opt);
+    dssync::communicator session(comm, topo, opt);  // its iteration counter drives DS-Sync's shuffle
     std::vector<float> params = m.init(42), grad(P, 0.0f);
     std::mt19937_64 gen(1000 + static_cast<std::uint64_t>(me));
     std::vector<std::size_t> order(shard);
@@ -189,13 +189,11 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
         y[static_cast<std::size_t>(b)] = tr.labels[k];
       }
       double e0 = 0, e1 = 0;
-      auto it_opt = opt;
-      it_opt.iteration = it;
       if (!bsp) {  // decentralized: average parameters in the group, then a local step
         e0 = now();
         if (is_ds) {
-          window_groups.push_back(ds.groups(topo, it));
-          dssync::synchronize(comm, topo, ds, params, dssync::ops::average{}, it_opt);
+          window_groups.push_back(ds.groups(topo, session.iteration()));
+          session.group_allreduce(ds, std::span(params), dssync::ops::average{});
         } else {
           dssync::synchronize(comm, topo, gossip, params, dssync::ops::average{}, opt);
         }
@@ -267,12 +265,10 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
                     << at << " s      " << std::flush;
           if (epoch == st.epochs) out.sim_time = at;
         }
-        if (st.wall) {  // the others wait for rank 0's evaluation, which real time would otherwise charge them
-          std::vector<double> one(static_cast<std::size_t>(n), 0.0);
-          session.allgather(std::span(one));
-        }
+        if (st.wall) session.barrier();  // the others wait for rank 0's evaluation, which real time would otherwise charge them
         eval_total += (st.wall ? now() : t1) - t0;
       }
+      session.next_iteration();
     }
     std::vector<double> sums(static_cast<std::size_t>(n), 0.0);  // every rank's communication time
     sums[static_cast<std::size_t>(me)] = comm_sum;

@@ -4,7 +4,8 @@
 /// topology, the policy of each collective, a plan cache and the iteration counter, and offers the
 /// collectives HPC and ML codes expect: `allreduce`, `reduce_scatter`, `allgather` (and `allgatherv`,
 /// whose per-rank lengths are learnt at run time), `broadcast` and `reduce`, in place and out of place,
-/// blocking and `_async` with a `request` handle.
+/// blocking and `_async` with a `request` handle; `group_allreduce` (DS-Sync's and gossip's disjoint
+/// groups, each reduced in parallel) and `barrier`.
 ///
 /// ```
 /// dssync::communicator comm(transport);            // full mesh of transport.size() ranks
@@ -166,6 +167,7 @@ class communicator {
     use(semantics::allreduce, algorithms::policy_from_env(default_policy));
     use(semantics::reduce_scatter, algorithms::ring::name);
     use(semantics::allgather, algorithms::ring::name);
+    use(semantics::group_allreduce, algorithms::ds_sync::name);
   }
   /// A session over `transport` on a full mesh of its ranks.
   explicit communicator(Transport& transport, options opt = options::from_env())
@@ -328,6 +330,59 @@ class communicator {
     });
   }
 
+  // ---- group allreduce (DS-Sync, gossip) ------------------------------------------------------------
+
+  /// Every rank ends with the reduction (by `op`) of its group's `data`, where the groups are those that
+  /// `policy` (a user-owned object: `algorithms::ds_sync`, `algorithms::gossip`, or any policy for this
+  /// topology) plans for the current `iteration()`. The groups are disjoint and run in parallel, and each
+  /// call agrees only inside its group, so a group never waits for another. The object's state counts:
+  /// `ds_sync::observe(network_state)` before a call regroups around the observed contention. A policy
+  /// whose plans are whole allreduces makes one group of all ranks. Returns the caller's group, sorted.
+  /// 	hrows invalid_argument, naming the rank, if the policy cannot plan on this topology;
+  ///   mismatch_error if the group's ranks disagree (count, type, op or plan).
+  ///
+  /// ```
+  /// dssync::algorithms::ds_sync ds;
+  /// ds.observe(detector.state());                     // the same state on every rank
+  /// comm.group_allreduce(ds, std::span(params), dssync::ops::average{});
+  /// comm.next_iteration();                            // reshuffles the groups
+  /// ```
+  template <class Policy, class E, class Op = ops::sum>
+    requires concepts::policy<Policy, Topology>
+  std::vector<int> group_allreduce(Policy& policy, std::span<E> data, const Op& op = {}) {
+    std::vector<int> group;
+    serial([&] { group = grouped(policy, iteration_, data, op); });
+    return group;
+  }
+  /// As above with the registered policy of `use(semantics::group_allreduce, name)` (default ds_sync,
+  /// in its initial state: use the policy-object form to regroup around observed contention).
+  template <class E, class Op = ops::sum>
+  std::vector<int> group_allreduce(std::span<E> data, const Op& op = {}) {
+    std::vector<int> group;
+    serial([&] {
+      const auto plan = collective(semantics::group_allreduce, data, op, 0, {});
+      group = plan->expected_contributors(rank());
+    });
+    return group;
+  }
+  /// `group_allreduce` in the background, with a copy of `policy` as it is now and the current iteration.
+  template <class Policy, class E, class Op = ops::sum>
+    requires concepts::policy<Policy, Topology>
+  [[nodiscard]] request group_allreduce_async(const Policy& policy, std::span<E> data, const Op& op = {}) {
+    return enqueue([this, p = policy, it = iteration_, data, op]() mutable { (void)grouped(p, it, data, op); });
+  }
+
+  /// Returns once every rank has entered it (an allgather of one byte per rank, after the pending
+  /// requests). \throws timeout_error or peer_failure, naming the rank, if a peer never enters.
+  void barrier() {
+    serial([&] {
+      std::vector<std::uint8_t> mark(static_cast<std::size_t>(size()), 0);
+      mark[static_cast<std::size_t>(rank())] = 1;
+      (void)collective(call_state{&algorithms::registry().at(algorithms::ring::name), iteration_},
+                       semantics::allgather, std::span(mark), detail::copy_only{}, 0, {});
+    });
+  }
+
   // ---- broadcast and reduce -------------------------------------------------------------------------
 
   /// Every rank ends with `root`'s `data`.
@@ -388,6 +443,7 @@ class communicator {
       case semantics::allgather: return policies_[2];
       case semantics::broadcast: return policies_[3];
       case semantics::reduce: return policies_[4];
+      case semantics::group_allreduce: return policies_[5];
       default: break;
     }
     throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": " + to_string(c) +
@@ -414,8 +470,9 @@ class communicator {
 
   /// Plans collective `c` over `data` and runs it (on the calling thread).
   template <class E, class Op>
-  void collective(semantics c, std::span<E> data, const Op& op, int root, std::span<const std::size_t> sizes) {
-    collective(call_state{&policy(c, data.size_bytes()), iteration_}, c, data, op, root, sizes);
+  std::shared_ptr<const schedule> collective(semantics c, std::span<E> data, const Op& op, int root,
+                                             std::span<const std::size_t> sizes) {
+    return collective(call_state{&policy(c, data.size_bytes()), iteration_}, c, data, op, root, sizes);
   }
 
   /// What an asynchronous collective fixes when it is issued: its policy and iteration.
@@ -429,8 +486,8 @@ class communicator {
   }
 
   template <class E, class Op>
-  void collective(call_state cs, semantics c, std::span<E> data, const Op& op, int root,
-                  std::span<const std::size_t> sizes) {
+  std::shared_ptr<const schedule> collective(call_state cs, semantics c, std::span<E> data, const Op& op, int root,
+                                             std::span<const std::size_t> sizes) {
     static_assert(element<E>, "dssync::communicator: elements must be trivially copyable and mutable");
     detail::check_op<Op, E>();
     const algorithms::policy_entry& e = *cs.policy;
@@ -449,6 +506,29 @@ class communicator {
                                  " elements for a " + to_string(c) + " of " + std::to_string(data.size()),
                              rank());
     detail::run(*comm_, *plan, data, op, opt_);
+    return plan;
+  }
+
+  /// Plans `policy` at iteration `it` over `data` and runs it; returns the caller's group.
+  template <class Policy, class E, class Op>
+  std::vector<int> grouped(Policy& policy, std::uint64_t it, std::span<E> data, const Op& op) {
+    static_assert(element<E>, "dssync::communicator: elements must be trivially copyable and mutable");
+    detail::check_op<Op, E>();
+    std::shared_ptr<const schedule> plan;
+    try {
+      plan = detail::plan_for(policy, topo_, plan_request{data.size(), it}, opt_, rank(), cache_);
+    } catch (const invalid_argument& x) {
+      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": group allreduce of " +
+                                 std::to_string(data.size()) + " elements: " + x.what(),
+                             rank());
+    }
+    if ((plan->kind != semantics::group_allreduce && plan->kind != semantics::allreduce) || plan->count != data.size())
+      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": policy " + plan->policy +
+                                 " planned a " + to_string(plan->kind) + " of " + std::to_string(plan->count) +
+                                 " elements for a group allreduce of " + std::to_string(data.size()),
+                             rank());
+    detail::run(*comm_, *plan, data, op, opt_);
+    return plan->expected_contributors(rank());
   }
 
   template <class E>
@@ -576,7 +656,7 @@ class communicator {
   options opt_;
   std::uint64_t iteration_ = 0;
   bool background_ = true;
-  const algorithms::policy_entry* policies_[5] = {};
+  const algorithms::policy_entry* policies_[6] = {};
   detail::plan_cache cache_{64};
   detail::scratch_buffer scratch_;
   queue_state q_;

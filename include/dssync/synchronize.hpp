@@ -133,7 +133,8 @@ std::shared_ptr<const schedule> build_plan(Make&& make, const options& opt, int 
 /// per rank (`plans_per_rank`) builds only rank `rank`'s part unless `opt.verify` asks for the whole
 /// plan; either way the plan is described, so ranks that verify and ranks that do not agree.
 template <class Policy, class Topo>
-std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request q, const options& opt, int rank) {
+std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request q, const options& opt, int rank,
+                                         plan_cache& cache = thread_plan_cache()) {
   if constexpr (!is_cacheable_policy<Policy>) {
     return build_plan([&] { return p.plan(t, q); }, opt, rank);
   } else {
@@ -143,8 +144,8 @@ std::shared_ptr<const schedule> plan_for(Policy& p, const Topo& t, plan_request 
       description = plan_description(who, policy_cache_key(p, t, q), t, q);
       if (!opt.verify) q.rank = rank;
     }
-    return cached_plan(plan_key(who, policy_cache_key(p, t, q), t, q, opt),
-                       [&] { return build_plan([&] { return p.plan(t, q); }, opt, rank, description); });
+    return cache.get(plan_key(who, policy_cache_key(p, t, q), t, q, opt),
+                     [&] { return build_plan([&] { return p.plan(t, q); }, opt, rank, description); });
   }
 }
 

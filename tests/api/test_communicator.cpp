@@ -7,13 +7,17 @@
 #include <doctest/doctest.h>
 
 #include <dssync/communicator.hpp>
+#include <dssync/topology/racks.hpp>
 #include <dssync/topology/star.hpp>
 #include <dssync/transport/sim.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "collective_inputs.hpp"
@@ -304,6 +308,141 @@ TEST_CASE("the communicator on the simulated transport: allgatherv, reduce-scatt
     REQUIRE_RANK(b[49999] == input<float>(2, 49999), "broadcast");
   });
   REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
+}
+
+namespace {
+/// The oracle of a group allreduce (sum): element i of rank r's result is the sum over r's group.
+template <class T>
+bool group_sum_ok(const std::vector<T>& got, const std::vector<int>& group) {
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    T s{};
+    for (int m : group) s = static_cast<T>(s + input<T>(m, i));
+    if (got[i] != s) return false;
+  }
+  return true;
+}
+}  // namespace
+
+TEST_CASE("group allreduce: DS-Sync's groups of each iteration, with and without observed contention") {
+  const std::pair<int, int> shapes[] = {{1, 1}, {1, 2}, {1, 3}, {2, 2}, {3, 3}, {2, 4}, {4, 4}};
+  for (auto [racks, per] : shapes) {
+    const int n = racks * per;
+    INFO("racks " << racks << " x " << per);
+    const dssync::topology::leaf_spine topo(racks, per);
+    std::atomic<int> state_groups{0};
+    const auto errs = dssync_test::run_world(n, [&](auto& t) {
+      dssync::communicator comm(t, topo);
+      dssync::algorithms::ds_sync ds;
+      for (int it = 0; it < 4; ++it) {
+        if (it == 2 && n > 2) {  // contention on worker 1's NIC from iteration 2 on
+          dssync::network_state st;
+          st.slow_workers = {1};
+          ds.observe(st);
+        }
+        for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1000}}) {
+          auto x = inputs_of<double>(comm.rank(), count);
+          const auto group = comm.group_allreduce(ds, std::span(x));
+          const auto groups = ds.groups(topo, comm.iteration());
+          auto want = dssync::algorithms::group_of(groups, comm.rank());
+          std::sort(want.begin(), want.end());
+          REQUIRE_RANK(group == want, "the returned group is the policy's group of the iteration");
+          REQUIRE_RANK(group_sum_ok(x, group), "the sum over the group, count " + std::to_string(count));
+          if (it >= 2 && n > 2 && comm.rank() == 1) {
+            REQUIRE_RANK(group.size() <= 2, "the slow worker is in a group of at most two");
+            ++state_groups;
+          }
+        }
+        comm.next_iteration();
+      }
+      // The registered form: ds_sync in its initial state, the same groups as a fresh object.
+      auto x = inputs_of<std::int64_t>(comm.rank(), 33);
+      const auto group = comm.group_allreduce(std::span(x));
+      const auto fresh = dssync::algorithms::ds_sync{}.groups(topo, comm.iteration());
+      auto want = dssync::algorithms::group_of(fresh, comm.rank());
+      std::sort(want.begin(), want.end());
+      REQUIRE_RANK(group == want && group_sum_ok(x, group), "the registered ds_sync");
+      // In the background: the policy as it was when the request was issued.
+      auto y = inputs_of<float>(comm.rank(), 100);
+      const auto before = ds.groups(topo, comm.iteration());
+      auto r = comm.group_allreduce_async(ds, std::span(y));
+      ds.observe({});
+      r.wait();
+      REQUIRE_RANK(group_sum_ok(y, dssync::algorithms::group_of(before, comm.rank())), "async: the groups at issue");
+    });
+    REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
+    if (n > 2) CHECK(state_groups.load() == 8);
+  }
+}
+
+TEST_CASE("group allreduce with a whole-allreduce policy is one group; gossip's pairs") {
+  on_world(5, [&](auto& comm) {
+    dssync::algorithms::ring ring;
+    auto x = inputs_of<int>(comm.rank(), 11);
+    const auto group = comm.group_allreduce(ring, std::span(x));
+    REQUIRE_RANK(group.size() == 5 && group_sum_ok(x, group), "ring: one group of all ranks");
+    dssync::algorithms::gossip gossip;
+    auto y = inputs_of<int>(comm.rank(), 11);
+    const auto pair = comm.group_allreduce(gossip, std::span(y));
+    REQUIRE_RANK(!pair.empty() && pair.size() <= 2 && group_sum_ok(y, pair), "gossip: a pair (or alone)");
+    comm.use(semantics::group_allreduce, "gossip");
+    REQUIRE_RANK(comm.policy(semantics::group_allreduce).name == "gossip", "use() chose gossip");
+    try {
+      comm.use(semantics::group_allreduce, "ring");
+      throw dssync_test::check_failed("ring accepted for group allreduce");
+    } catch (const dssync::invalid_argument& e) {
+      REQUIRE_RANK(contains(e.what(), "not group-allreduce"), e.what());
+    }
+  });
+}
+
+TEST_CASE("group allreduce agrees inside the group: a length mismatch fails its group only") {
+  const dssync::topology::leaf_spine topo(2, 2);
+  const auto groups = dssync::algorithms::ds_sync{}.groups(topo, 0);
+  std::vector<int> bad;  // a group of two or more: a rank alone has no one to disagree with
+  for (const auto& g : groups)
+    if (g.size() >= 2 && bad.empty()) bad = g;
+  REQUIRE(bad.size() >= 2);
+  REQUIRE(bad.size() < 4);
+  const int liar = bad.front();
+  const auto errs = dssync_test::run_world(4, [&](auto& t) {
+    dssync::communicator comm(t, topo);
+    dssync::algorithms::ds_sync ds;
+    std::vector<float> x(t.rank() == liar ? 9 : 8, 1.0f);
+    comm.group_allreduce(ds, std::span(x));
+  });
+  for (int r = 0; r < 4; ++r) {
+    const bool in_bad = std::find(bad.begin(), bad.end(), r) != bad.end();
+    INFO("rank " << r << " in rank " << liar << "'s group: " << in_bad);
+    if (!in_bad) {
+      CHECK(errs[static_cast<std::size_t>(r)] == nullptr);
+      continue;
+    }
+    REQUIRE(errs[static_cast<std::size_t>(r)] != nullptr);
+    try {
+      std::rethrow_exception(errs[static_cast<std::size_t>(r)]);
+    } catch (const dssync::mismatch_error& e) {
+      CHECK(contains(e.what(), "9"));
+    } catch (const std::exception& e) {
+      FAIL("not a mismatch_error: " << e.what());
+    }
+  }
+}
+
+TEST_CASE("barrier: no rank leaves before every rank has entered") {
+  for (int n : world_sizes) {
+    std::atomic<int> entered{0};
+    const auto errs = dssync_test::run_world(n, [&](auto& t) {
+      dssync::communicator comm(t);
+      for (int round = 1; round <= 3; ++round) {
+        if (comm.rank() == n - 1) std::this_thread::yield();  // the last rank comes late
+        ++entered;
+        comm.barrier();
+        REQUIRE_RANK(entered.load() >= round * n, "left round " + std::to_string(round) + " before every rank entered");
+        comm.barrier();  // nobody enters the next round before all have checked this one
+      }
+    });
+    REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
+  }
 }
 
 TEST_SUITE_END();
