@@ -238,9 +238,9 @@ TEST_CASE("switch fabrics: racks and a fat tree, exact mode meets the bound afte
       {"racks:4,4", topo::leaf_spine(4, 4).graph()},
       {"fattree:4", topo::fat_tree(4).graph()},
   };
-  for (const auto& [name, g] : fabrics) {
-    const auto d = trees::from_network(g);
-    INFO(name);
+  for (const auto& fabric : fabrics) {
+    const auto d = trees::from_network(fabric.second);
+    INFO(fabric.first);
     for (int root : {0, d.compute - 1}) {
       const auto exact = trees::pack_broadcast(d, root, {.mode = trees::pack_mode::exact});
       CHECK(trees::check_packing(exact) == "");

@@ -176,6 +176,12 @@ class flow_network {
   std::vector<traits::edge_descriptor> forward_;
 };
 
+/// `d` with every arc reversed (a reduce's data flows against the arcs of the broadcast trees it packs).
+[[nodiscard]] inline digraph reversed(digraph d) {
+  for (auto& a : d.arcs) std::swap(a.from, a.to);
+  return d;
+}
+
 /// The capacities of `d`'s arcs, in arc order.
 [[nodiscard]] inline std::vector<capacity_t> capacities(const digraph& d) {
   std::vector<capacity_t> c;

@@ -1,0 +1,135 @@
+// algorithms::tree: broadcast, reduce and allreduce along packed trees (exact and Blink modes), proven by
+// the verifier and run on the in-process and simulated transports against sequential oracles, on DGX-1
+// subsets (1 to 8 GPUs, NVLink only and with PCIe switches), racks, a fat tree and a ring; bad input.
+
+#include <doctest/doctest.h>
+
+#include <dssync/algorithms/tree.hpp>
+#include <dssync/core/verifier.hpp>
+#include <dssync/synchronize.hpp>
+#include <dssync/topology/dgx1.hpp>
+#include <dssync/topology/fat_tree.hpp>
+#include <dssync/topology/racks.hpp>
+#include <dssync/topology/ring.hpp>
+#include <dssync/transport/sim.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+namespace alg = dssync::algorithms;
+namespace topo = dssync::topology;
+using dssync::semantics;
+
+std::int64_t value(int rank, std::size_t i) { return static_cast<std::int64_t>(rank) * 1000003 + static_cast<std::int64_t>(i % 9973) - 17; }
+
+/// Plans `c` with `p` on `t`, verifies it, runs it on an in-process world and checks the oracle.
+template <class Topo>
+void check_collective(const alg::tree& p, const Topo& t, semantics c, int root, std::size_t count) {
+  const int n = t.workers();
+  const auto plan = p.plan(t, dssync::plan_request{count, 0, c, root, {}});
+  CHECK_MESSAGE(plan.kind == c, "planned " << dssync::to_string(plan.kind));
+  dssync::verify_or_throw(plan);
+  const auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    const int me = comm.rank();
+    std::vector<std::int64_t> x(count);
+    for (std::size_t i = 0; i < count; ++i) x[i] = value(me, i);
+    dssync::synchronize(comm, plan, x, dssync::ops::sum{}, dssync_test::test_options());
+    if (c == semantics::reduce && me != root) return;  // unspecified off the root
+    for (std::size_t i = 0; i < count; ++i) {
+      std::int64_t want = 0;
+      if (c == semantics::broadcast) {
+        want = value(root, i);
+      } else {
+        for (int r = 0; r < n; ++r) want += value(r, i);
+      }
+      dssync_test::ensure(x[i] == want, "rank " + std::to_string(me) + ": element " + std::to_string(i) + " is " +
+                                            std::to_string(x[i]) + ", expected " + std::to_string(want));
+    }
+  });
+  REQUIRE_MESSAGE(dssync_test::describe_errors(errs).empty(), dssync_test::describe_errors(errs));
+}
+
+std::string trees_mode(const alg::tree& p) { return alg::trees::to_string(p.mode); }
+
+template <class Topo>
+void check_all(const alg::tree& p, const Topo& t) {
+  const int n = t.workers();
+  for (semantics c : {semantics::broadcast, semantics::reduce, semantics::allreduce})
+    for (int root : {0, n - 1})
+      for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{50000}}) {
+        INFO(t.name() << ": " << dssync::to_string(c) << " from root " << root << ", " << count << " elements, "
+                      << trees_mode(p));
+        check_collective(p, t, c, root, count);
+      }
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("trees");
+
+TEST_CASE("tree policy on DGX-1 subsets of 1 to 8 GPUs: verified, and equal to the oracle") {
+  const std::vector<std::vector<int>> subsets = {{4}, {0, 5}, {0, 1, 6}, {0, 1, 2, 5}, {1, 2, 3, 4, 7}, {0, 1, 2, 3, 4, 5, 6, 7}};
+  for (const auto& g : subsets)
+    for (auto mode : {alg::trees::pack_mode::exact, alg::trees::pack_mode::blink}) {
+      alg::tree p;
+      p.mode = mode;
+      p.piece = 4096;
+      check_all(p, topo::dgx1(g));
+      if (topo::dgx1(g).nvlink_connected() && g.size() > 1) check_all(p, topo::dgx1(g).nvlink_only());
+    }
+}
+
+TEST_CASE("tree policy on switch fabrics and a ring (3, 5 and 16 ranks)") {
+  alg::tree p;
+  check_all(p, topo::leaf_spine(1, 3));
+  check_all(p, topo::ring(5));
+  check_all(p, topo::fat_tree(4));
+}
+
+TEST_CASE("tree policy: one channel per tree, data split by rate, and the packing behind it") {
+  const topo::dgx1 t = topo::dgx1().nvlink_only();
+  alg::tree p;
+  const auto pk = p.packing_for(t, {1, 0, semantics::broadcast, 0, {}});
+  CHECK(pk.rate == pk.bound);
+  CHECK(pk.bound == 6 * 25e9);  // six NVLink lanes out of every GPU
+  const auto plan = p.plan(t, dssync::plan_request{1'000'000, 0, semantics::broadcast, 0, {}});
+  std::size_t channels = 0;
+  for (const auto& r : plan.ranks) channels = std::max(channels, r.channels.size());
+  CHECK(channels == pk.tree_count());
+}
+
+TEST_CASE("tree policy on the simulated transport: a DGX-1 broadcast and allreduce equal the oracle") {
+  const topo::dgx1 t({0, 1, 2, 3});
+  alg::tree p;
+  for (semantics c : {semantics::broadcast, semantics::allreduce}) {
+    const std::size_t count = 20000;
+    const auto plan = p.plan(t, dssync::plan_request{count, 0, c, 0, {}});
+    dssync::transport::sim::world w{t};
+    const auto errs = w.run_collect([&](auto& comm) {
+      std::vector<std::int64_t> x(count);
+      for (std::size_t i = 0; i < count; ++i) x[i] = value(comm.rank(), i);
+      dssync::synchronize(comm, plan, x);
+      for (std::size_t i = 0; i < count; i += 997) {
+        const std::int64_t want = c == semantics::broadcast ? value(0, i) : value(0, i) + value(1, i) + value(2, i) + value(3, i);
+        dssync_test::ensure(x[i] == want, "rank " + std::to_string(comm.rank()) + ": element " + std::to_string(i));
+      }
+    });
+    REQUIRE_MESSAGE(dssync_test::describe_errors(errs).empty(), dssync_test::describe_errors(errs));
+  }
+}
+
+TEST_CASE("tree policy: bad input is refused, naming the value") {
+  alg::tree p;
+  const topo::dgx1 t({0, 1, 2});
+  CHECK_THROWS_WITH_AS((void)p.plan(t, dssync::plan_request{8, 0, semantics::broadcast, 3, {}}),
+                       doctest::Contains("root 3 is not a rank of 3"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)p.plan(t, dssync::plan_request{8, 0, semantics::allgather, 0, {}}),
+                       doctest::Contains("not allgather"), dssync::invalid_argument);
+}
+
+TEST_SUITE_END();
