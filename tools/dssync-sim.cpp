@@ -13,6 +13,7 @@
 #include <dssync/algorithms/bounds.hpp>
 #include <dssync/algorithms/cost_model.hpp>
 #include <dssync/algorithms/registry.hpp>
+#include <dssync/algorithms/tree.hpp>
 #include <dssync/core/chunking.hpp>
 #include <dssync/core/error.hpp>
 #include <dssync/core/schedule.hpp>
@@ -253,6 +254,8 @@ struct config {
   std::uint64_t iteration = 0;
   std::uint64_t iterations = 1;
   int top_links = 5;
+  std::string mode = "exact";  // tree packing: exact or blink
+  std::string link_class;      // tree packing on a DGX-1: "nvlink" packs the NVLink arcs only
 };
 
 std::string policy_list() { return alg::registry().known(); }
@@ -283,6 +286,11 @@ struct report {
   std::string trace_file;
   std::uint64_t iteration = 0;
   std::vector<std::vector<int>> groups;  // a group allreduce's groups
+  // --policy tree: the packing behind the plan.
+  bool tree = false;
+  std::string tree_mode, link_class;
+  double tree_rate = 0, tree_bound = 0;  // bytes/s
+  std::size_t trees = 0;
 };
 
 /// The plan of the registered policy `name` on `t`, around the ranks `failed` when there are any (for
@@ -367,7 +375,53 @@ report run(const config& cfg) {
   dssync::schedule sched;
   const dssync::plan_request q{rep.count, cfg.iteration};
   rep.requested_policy = cfg.policy;
-  if (kind == dssync::semantics::allreduce) {
+  if (!cfg.link_class.empty() && cfg.policy != alg::tree::name)
+    throw usage_error("--link-class packs trees: it needs --policy tree");
+  if (cfg.policy != alg::tree::name && cfg.mode != "exact" && !cfg.mode.empty())
+    throw usage_error("--mode picks the tree packing: it needs --policy tree");
+  if (cfg.policy == alg::tree::name) {
+    // Trees packed on the whole network, or on one link class of a DGX-1 (Blink packs NVLink and PCIe
+    // separately); the plan is simulated on the whole network either way.
+    alg::tree tp;
+    if (cfg.mode == "exact") tp.mode = alg::trees::pack_mode::exact;
+    else if (cfg.mode == "blink") tp.mode = alg::trees::pack_mode::blink;
+    else throw usage_error("--mode '" + cfg.mode + "' is not a tree packing (exact or blink)");
+    if (kind != dssync::semantics::allreduce && kind != dssync::semantics::broadcast && kind != dssync::semantics::reduce)
+      throw usage_error("policy tree plans allreduce, broadcast and reduce, not " + cfg.collective);
+    if (!rep.failed.empty()) throw usage_error("policy tree cannot plan around failed ranks (--fail)");
+    dssync::plan_request qk = q;
+    qk.collective = kind;
+    qk.root = cfg.root;
+    auto plan_on = [&](const auto& t) {
+      try {
+        sched = tp.plan(t, qk);
+        const auto p = tp.packing_for(t, qk);
+        rep.tree_rate = p.rate;
+        rep.tree_bound = p.bound;
+        rep.trees = p.tree_count();
+      } catch (const dssync::invalid_argument& e) {
+        throw usage_error(e.what());
+      }
+    };
+    if (cfg.link_class.empty()) {
+      plan_on(any);
+    } else if (cfg.link_class == "nvlink") {
+      const auto* d = any.get_if<topo::dgx1>();
+      if (d == nullptr) throw usage_error("--link-class nvlink needs a DGX-1 topology (--topology dgx1:...), not " + any.name());
+      try {
+        plan_on(d->nvlink_only());
+      } catch (const dssync::invalid_argument& e) {
+        throw usage_error(e.what());
+      }
+    } else {
+      throw usage_error("--link-class '" + cfg.link_class + "' is not a link class (nvlink)");
+    }
+    rep.policy = std::string(alg::tree::name);
+    rep.tree = true;
+    rep.tree_mode = cfg.mode;
+    rep.link_class = cfg.link_class.empty() ? "all" : cfg.link_class;
+    if (kind != dssync::semantics::allreduce) rep.root = cfg.root;
+  } else if (kind == dssync::semantics::allreduce) {
     std::string name = cfg.policy;
     if (name == "auto") {
       name = std::string(alg::best_policy(model_topo, S, cfg.element_size));  // honours DSSYNC_ALGO
@@ -618,6 +672,13 @@ json to_json(const report& rep, int top) {
   j["model_s"] = rep.model ? json(*rep.model) : json(nullptr);
   if (!rep.model_source.empty()) j["model_source"] = rep.model_source;
   if (!rep.note.empty()) j["note"] = rep.note;
+  if (rep.tree) {
+    j["mode"] = rep.tree_mode;
+    j["link_class"] = rep.link_class;
+    j["rate_GBps"] = std::isfinite(rep.tree_rate) ? json(rep.tree_rate / 1e9) : json(nullptr);
+    j["bound_GBps"] = std::isfinite(rep.tree_bound) ? json(rep.tree_bound / 1e9) : json(nullptr);
+    j["trees"] = rep.trees;
+  }
   j["bound_s"] = rep.bound;
   j["bound_rule"] = rep.bound_rule;
   j["bound_nic_Bps"] = std::isfinite(rep.bound_nic) ? json(rep.bound_nic) : json(nullptr);
@@ -716,6 +777,10 @@ void print_table(std::ostream& os, const report& rep, int top) {
                                              : "NO: " + rep.verify_message);
   if (!rep.trace_file.empty()) rows.emplace_back("trace", rep.trace_file);
   if (!rep.groups.empty()) rows.emplace_back("groups", groups_text(rep.groups));
+  if (rep.tree)
+    rows.emplace_back("trees", std::to_string(rep.trees) + " (" + rep.tree_mode + " packing, " + rep.link_class +
+                                   " links): rate " + format_rate(rep.tree_rate) + ", Edmonds bound " +
+                                   format_rate(rep.tree_bound));
   for (const auto& [k, v] : rows) {
     os << "  " << k << std::string(12 - std::min<std::size_t>(k.size(), 11), ' ') << v << '\n';
   }
@@ -782,6 +847,11 @@ const char* details_text =
     "  'at 0 background 0->5 rate 5Gbps id bg1; at 1ms stop bg1; at 0 nic 3 cap 10Gbps;\n"
     "   at 0 link tor0<->spine bw 25Gb/s'.\n"
     "\n"
+    "--policy tree packs spanning trees from the root (allreduce: rank 0) under the link capacities and\n"
+    "  reports trees, rate_GBps (the packed rate) and bound_GBps (the Edmonds bound: the least root->rank\n"
+    "  min cut) next to the simulated time. --mode exact (default, ForestColl: rate = bound) or blink\n"
+    "  (multiplicative weights); --link-class nvlink on a DGX-1 packs and bounds its NVLink arcs only.\n"
+    "\n"
     "Exit status: 0 ok, 2 bad command line or input, 3 schedule not verified, 1 other errors.\n"
     "\n"
     "Examples:\n"
@@ -790,6 +860,7 @@ const char* details_text =
     "  dssync-sim --topology racks:4,4,intra=100,uplink=25 --policy auto --bytes 64M --trace run.json\n"
     "  dssync-sim --topology star:8 --collective broadcast --root 3 --bytes 256M\n"
     "  dssync-sim --topology star:8 --collective allgather --bytes 64M\n"
+    "  dssync-sim --topology dgx1:0,1,2,5 --policy tree --collective broadcast --root 0 --bytes 256M --json\n"
     "  dssync-sim --topology racks:4,4,intra=100,uplink=25 --policy ds_sync --bytes 64M --iterations 4\n";
 
 }  // namespace
@@ -822,7 +893,11 @@ int main(int argc, char** argv) {
      "training iteration passed to the policy (gossip's pairing, ds_sync's groups)")
     ("iterations", po::value(&cfg.iterations)->value_name("K")->default_value(1),
      "play iterations I, I+1, ..., I+K-1 and list each one's time and groups (the trace is the first's)")
-    ("links", po::value(&cfg.top_links)->value_name("K")->default_value(5), "busiest links to list");
+    ("links", po::value(&cfg.top_links)->value_name("K")->default_value(5), "busiest links to list")
+    ("mode", po::value(&cfg.mode)->value_name("M")->default_value("exact"),
+     "--policy tree: exact (ForestColl: the packed rate meets the Edmonds bound) or blink (multiplicative weights)")
+    ("link-class", po::value(&cfg.link_class)->value_name("C"),
+     "--policy tree on a DGX-1: nvlink packs and bounds the NVLink arcs only");
   // clang-format on
 
   try {

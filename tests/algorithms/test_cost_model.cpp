@@ -162,16 +162,18 @@ TEST_CASE("predictions charge multi-hop routes and shared links") {
   CHECK_FALSE(alg::try_predict("butterfly", full_mesh(4), 1e6).has_value());
   CHECK_THROWS_WITH_AS((void)alg::predict("butterfly", full_mesh(4), 1e6), doctest::Contains("butterfly"),
                        dssync::invalid_argument);
-  for (const char* name : {"ring", "direct", "hierarchical", "double_binary_tree", "parameter_server", "gossip"})
+  for (const char* name : {"ring", "direct", "hierarchical", "double_binary_tree", "parameter_server", "gossip", "tree"})
     CHECK(alg::try_predict(name, star(6), 1e6).has_value());
 }
 
-TEST_CASE("best_policy: ring for huge messages on a ring, a latency-friendly policy for tiny ones") {
+TEST_CASE("best_policy: trees or ring for huge messages on a ring, a latency-friendly policy for tiny ones") {
   scoped_algo none(nullptr);
   const net_link l{12.5e9, 1e-6};
   for (int n : {8, 16, 64}) {
     INFO("n=" << n);
-    CHECK(alg::best_policy(dssync::topology::ring(n, l), 1e9) == "ring");
+    // The ring allreduce uses one direction of every link; the packed trees use both (rate 2B against
+    // B), which wins while the trees are shallow enough for their pipeline (n = 8, 16), not at n = 64.
+    CHECK(alg::best_policy(dssync::topology::ring(n, l), 1e9) == (n <= 16 ? "tree" : "ring"));
     const net_link slow{12.5e9, 1e-3};
     const auto tiny_mesh = alg::best_policy(full_mesh(n, slow), 64);
     CHECK((tiny_mesh == "direct" || tiny_mesh == "double_binary_tree"));
@@ -192,9 +194,15 @@ TEST_CASE("DSSYNC_ALGO overrides best_policy") {
     scoped_algo forced("parameter_server");
     CHECK(alg::best_policy(dssync::topology::ring(16), 1e9) == "parameter_server");
   }
+  std::string unset;
+  {
+    scoped_algo none(nullptr);
+    unset = std::string(alg::best_policy(dssync::topology::ring(16), 1e9));
+  }
+  CHECK(unset != "parameter_server");
   {
     scoped_algo empty("");
-    CHECK(alg::best_policy(dssync::topology::ring(16), 1e9) == "ring");
+    CHECK(alg::best_policy(dssync::topology::ring(16), 1e9) == unset);  // empty is unset
   }
 }
 

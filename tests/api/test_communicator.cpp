@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <dssync/communicator.hpp>
+#include <dssync/topology/dgx1.hpp>
 #include <dssync/topology/racks.hpp>
 #include <dssync/topology/star.hpp>
 #include <dssync/transport/sim.hpp>
@@ -443,6 +444,30 @@ TEST_CASE("barrier: no rank leaves before every rank has entered") {
     });
     REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
   }
+}
+
+TEST_CASE("the tree policy through the communicator: broadcast, reduce and allreduce on a DGX-1 subset") {
+  const dssync::topology::dgx1 topo({0, 1, 2, 5});
+  const auto errs = dssync_test::run_world(4, [&](auto& t) {
+    dssync::communicator comm(t, topo);
+    comm.use(semantics::broadcast, "tree").use(semantics::reduce, "tree").use(semantics::allreduce, "tree");
+    REQUIRE_RANK(comm.policy(semantics::broadcast).name == "tree", "use() chose tree");
+    for (std::size_t count : counts)
+      for (int root = 0; root < 4; ++root) {
+        auto b = inputs_of<std::int64_t>(comm.rank(), count);
+        comm.broadcast(std::span(b), root);
+        REQUIRE_RANK(b == inputs_of<std::int64_t>(root, count), "broadcast from " + std::to_string(root));
+        auto r = inputs_of<std::int64_t>(comm.rank(), count);
+        comm.reduce(std::span(r), root);
+        if (comm.rank() == root)
+          for (std::size_t i = 0; i < count; ++i)
+            REQUIRE_RANK(r[i] == sum_over<std::int64_t>(4, i), "reduce into " + std::to_string(root));
+      }
+    auto a = inputs_of<double>(comm.rank(), 5000);
+    comm.allreduce(std::span(a));
+    for (std::size_t i = 0; i < a.size(); ++i) REQUIRE_RANK(a[i] == sum_over<double>(4, i), "allreduce");
+  });
+  REQUIRE_MESSAGE(describe_errors(errs).empty(), describe_errors(errs));
 }
 
 TEST_SUITE_END();

@@ -28,6 +28,7 @@
 #include "dssync/algorithms/parameter_server.hpp"
 #include "dssync/algorithms/registry.hpp"
 #include "dssync/algorithms/ring.hpp"
+#include "dssync/algorithms/tree.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/topology.hpp"
 #include "dssync/topology/network.hpp"
@@ -300,7 +301,8 @@ std::optional<double> step_model_time(std::string_view name, const Topo& t, flow
   const int n = t.workers();
   if (n <= 1) {
     if (name == ring::name || name == direct::name || name == hierarchical::name ||
-        name == double_binary_tree::name || name == parameter_server::name || name == gossip::name)
+        name == double_binary_tree::name || name == parameter_server::name || name == gossip::name ||
+        name == tree::name)
       return 0.0;
     return std::nullopt;
   }
@@ -373,6 +375,44 @@ std::optional<double> step_model_time(std::string_view name, const Topo& t, flow
         }
     return m.step(push) + m.step(pull);
   }
+  if (name == tree::name) {
+    // The packed trees of the plan (allreduce: into rank 0 and back), all at once: each step moves one
+    // piece of every tree along every tree edge, up then down; D + k - 1 steps each way, with D the
+    // deepest tree and k the most pieces of a tree (as for the double binary tree).
+    if constexpr (requires { t.graph(); }) {
+      const tree policy{};
+      const std::size_t count = static_cast<std::size_t>(bytes / static_cast<double>(std::max<std::size_t>(element_size, 1)));
+      trees::packing pk;
+      try {
+        pk = policy.packing_for(t, plan_request{count, 0, semantics::allreduce});
+      } catch (const invalid_argument&) {
+        return std::nullopt;  // the network does not connect the ranks: no trees
+      }
+      std::vector<flow> up, down;
+      double depth = 0, pieces = 1;
+      for (const auto& tr : pk.trees) {
+        const double share = bytes * tr.rate / pk.rate;
+        const double elements = share / static_cast<double>(std::max<std::size_t>(element_size, 1));
+        const double k = policy.piece == 0 ? 1.0
+                                           : std::clamp(std::ceil(elements / static_cast<double>(policy.piece)), 1.0,
+                                                        static_cast<double>(tree::max_pieces));
+        pieces = std::max(pieces, k);
+        for (int r = 0; r < n; ++r) {
+          const int p = tr.parent[static_cast<std::size_t>(r)];
+          if (p < 0) continue;
+          up.push_back({r, p, share / k});
+          down.push_back({p, r, share / k});
+          double d = 1;
+          for (int a = p; tr.parent[static_cast<std::size_t>(a)] >= 0; a = tr.parent[static_cast<std::size_t>(a)]) ++d;
+          depth = std::max(depth, d);
+        }
+      }
+      if (up.empty()) return 0.0;
+      return (depth + pieces - 1) * (m.step(up) + m.step(down));
+    } else {
+      return std::nullopt;
+    }
+  }
   if (name == gossip::name) {
     const auto partner = gossip::pairing(n, 0);
     for (int r = 0; r < n; ++r)
@@ -409,7 +449,7 @@ template <concepts::topology Topo>
 /// messages (ring: 2(N-1) steps of S/N to the next rank; direct: 2 steps of S/N to every rank;
 /// hierarchical: the racks' rings, then the cross-rack rings; double binary tree: 2(D+k-1) steps of
 /// S/(2k) along both trees' edges; parameter server: push then pull of S/P; gossip: 2 steps of S/2 with
-/// the partner of iteration 0). Each message follows a shortest-hop route on `t.graph()`; a step lasts
+/// the partner of iteration 0; tree: the packed trees' edges, one piece per tree per step, up then down). Each message follows a shortest-hop route on `t.graph()`; a step lasts
 /// as long as its slowest message: path latency plus the bytes that share its most loaded link divided
 /// by that link's bandwidth. Behind one switch (`topology::star`) this gives the closed forms above with
 /// `worker_link_params` (except that the parameter server's latency is 2α, not the seed's serial

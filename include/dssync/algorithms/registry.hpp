@@ -32,6 +32,7 @@
 #include "dssync/algorithms/hierarchical.hpp"
 #include "dssync/algorithms/parameter_server.hpp"
 #include "dssync/algorithms/ring.hpp"
+#include "dssync/algorithms/tree.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/policy.hpp"
 #include "dssync/topology/spec.hpp"
@@ -213,6 +214,7 @@ class policy_registry {
     add(make_policy_entry<gossip>({}, "pairwise gossip averaging: a group allreduce over rotating pairs"));
     add(make_policy_entry<ds_sync>({}, "DS-Sync: disjoint groups in parallel, reshuffled every iteration (rack rotation)"));
     add(make_policy_entry<chain>({}, "pipelined chain broadcast and reduce, for large messages"));
+    add(make_policy_entry<tree>({}, "spanning trees packed to the Edmonds bound (ForestColl; Blink by option): broadcast, reduce, allreduce"));
     add(make_policy_entry<binomial_tree>({}, "binomial-tree broadcast and reduce, ceil(log2 N) hops, for small messages"));
   }
   policy_registry(const policy_registry&) = delete;
