@@ -338,7 +338,7 @@ class communicator {
   /// call agrees only inside its group, so a group never waits for another. The object's state counts:
   /// `ds_sync::observe(network_state)` before a call regroups around the observed contention. A policy
   /// whose plans are whole allreduces makes one group of all ranks. Returns the caller's group, sorted.
-  /// 	hrows invalid_argument, naming the rank, if the policy cannot plan on this topology;
+  /// \throws invalid_argument, naming the rank, if the policy cannot plan on this topology;
   ///   mismatch_error if the group's ranks disagree (count, type, op or plan).
   ///
   /// ```
