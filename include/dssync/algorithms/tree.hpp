@@ -33,6 +33,10 @@ struct tree {
   static constexpr std::array collectives = {semantics::allreduce, semantics::broadcast, semantics::reduce};
   /// Most pieces per tree.
   static constexpr std::size_t max_pieces = 64;
+  /// The most ranks the cost model packs trees for to cost this policy (exact packing takes up to 75 ms
+  /// for 16 ranks: full_mesh(16), racks:4,4; 0.7 s behind one switch of 64, 1 s on racks:8,8); beyond
+  /// it `try_predict` has no estimate for tree, so `best_policy` does not pick it.
+  static constexpr int cost_model_max_ranks = 16;
 
   trees::pack_mode mode = trees::pack_mode::exact;
   double epsilon = 0.1;       ///< Blink mode's accuracy
