@@ -118,11 +118,16 @@ struct digraph {
     }
     d.labels[static_cast<std::size_t>(id[static_cast<std::size_t>(v)])] = n.label;
   }
+  std::map<std::pair<int, int>, std::size_t> at;  // parallel arcs merge (digraph::add's search is linear)
   for (const auto e : boost::make_iterator_range(boost::edges(g))) {
     const auto a = static_cast<int>(boost::source(e, g)), b = static_cast<int>(boost::target(e, g));
-    d.add(id[static_cast<std::size_t>(a)], id[static_cast<std::size_t>(b)],
-          to_capacity(g[e].bandwidth, "link '" + g[static_cast<std::size_t>(a)].label + "'->'" +
-                                          g[static_cast<std::size_t>(b)].label + "'"));
+    const capacity_t c = to_capacity(g[e].bandwidth, "link '" + g[static_cast<std::size_t>(a)].label + "'->'" +
+                                                         g[static_cast<std::size_t>(b)].label + "'");
+    const int u = id[static_cast<std::size_t>(a)], v = id[static_cast<std::size_t>(b)];
+    if (u == v) continue;
+    const auto [it, fresh] = at.try_emplace({u, v}, d.arcs.size());
+    if (fresh) d.arcs.push_back({u, v, c});
+    else d.arcs[it->second].capacity += c;
   }
   return d;
 }
@@ -140,17 +145,21 @@ class flow_network {
  public:
   /// The flow network of `d`'s arcs, with `d`'s capacities.
   explicit flow_network(const digraph& d) : g_(static_cast<std::size_t>(d.vertices)) {
+    for (const auto& a : d.arcs) (void)add_arc(a.from, a.to, a.capacity);
+  }
+  /// Adds an arc `from`->`to` of capacity `c` (with its reverse arc) and returns its index, which follows
+  /// the digraph's arcs.
+  std::size_t add_arc(int from, int to, capacity_t c) {
     auto cap = boost::get(boost::edge_capacity, g_);
     auto rev = boost::get(boost::edge_reverse, g_);
-    for (const auto& a : d.arcs) {
-      const auto e = boost::add_edge(static_cast<std::size_t>(a.from), static_cast<std::size_t>(a.to), g_).first;
-      const auto r = boost::add_edge(static_cast<std::size_t>(a.to), static_cast<std::size_t>(a.from), g_).first;
-      cap[e] = a.capacity;
-      cap[r] = 0;
-      rev[e] = r;
-      rev[r] = e;
-      forward_.push_back(e);
-    }
+    const auto e = boost::add_edge(static_cast<std::size_t>(from), static_cast<std::size_t>(to), g_).first;
+    const auto r = boost::add_edge(static_cast<std::size_t>(to), static_cast<std::size_t>(from), g_).first;
+    cap[e] = c;
+    cap[r] = 0;
+    rev[e] = r;
+    rev[r] = e;
+    forward_.push_back(e);
+    return forward_.size() - 1;
   }
   /// Sets the capacity of arc `i` (an index into the digraph's arcs).
   void set(std::size_t i, capacity_t c) { boost::get(boost::edge_capacity, g_)[forward_[i]] = c; }
@@ -170,10 +179,23 @@ class flow_network {
       if (v != root) k = std::min(k, max_flow(root, v));
     return k;
   }
+  /// Whether every compute vertex v != root has a root->v max-flow of at least `k`: stops at the first
+  /// that has not, and tries the last one that failed first (a split or a tree arc that breaks the bound
+  /// usually breaks it at the same rank again).
+  [[nodiscard]] bool connectivity_at_least(int root, int compute, capacity_t k) {
+    if (last_short_ >= 0 && last_short_ < compute && last_short_ != root && max_flow(root, last_short_) < k) return false;
+    for (int v = 0; v < compute; ++v)
+      if (v != root && v != last_short_ && max_flow(root, v) < k) {
+        last_short_ = v;
+        return false;
+      }
+    return true;
+  }
 
  private:
   graph g_;
   std::vector<traits::edge_descriptor> forward_;
+  int last_short_ = -1;
 };
 
 /// `d` with every arc reversed (a reduce's data flows against the arcs of the broadcast trees it packs).

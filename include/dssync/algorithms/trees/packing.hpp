@@ -32,6 +32,7 @@
 #include "dssync/algorithms/trees/arborescence.hpp"
 #include "dssync/algorithms/trees/digraph.hpp"
 #include "dssync/core/error.hpp"
+#include "dssync/topology/graph.hpp"
 #include "dssync/topology/network.hpp"
 
 namespace dssync::algorithms::trees {
@@ -107,25 +108,15 @@ inline weighted_tree make_tree(const digraph& d, int root, const std::vector<int
   return t;
 }
 
-/// Vertices reachable from `root`; throws naming the first rank that is not.
-inline std::vector<bool> reachable(const digraph& d, int root) {
-  std::vector<bool> seen(static_cast<std::size_t>(d.vertices), false);
-  std::vector<int> stack{root};
-  seen[static_cast<std::size_t>(root)] = true;
-  while (!stack.empty()) {
-    const int v = stack.back();
-    stack.pop_back();
-    for (const auto& a : d.arcs)
-      if (a.from == v && !seen[static_cast<std::size_t>(a.to)]) {
-        seen[static_cast<std::size_t>(a.to)] = true;
-        stack.push_back(a.to);
-      }
-  }
+/// Checks that `root` reaches every rank of `d` (Boost.Graph BFS); throws naming the first rank it does not.
+inline void check_reachable(const digraph& d, int root) {
+  boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS> g(static_cast<std::size_t>(d.vertices));
+  for (const auto& a : d.arcs) boost::add_edge(static_cast<std::size_t>(a.from), static_cast<std::size_t>(a.to), g);
+  const auto color = dssync::detail::bfs_reached_from(g, static_cast<std::size_t>(root));
   for (int v = 0; v < d.compute; ++v)
-    if (!seen[static_cast<std::size_t>(v)])
+    if (color[static_cast<std::size_t>(v)] == boost::white_color)
       throw invalid_argument("trees::pack_broadcast: rank " + std::to_string(v) + " ('" + d.label(v) +
                              "') cannot be reached from root " + std::to_string(root) + " ('" + d.label(root) + "')");
-  return seen;
 }
 
 /// A non-zero z with sum_q z_q · incidence(trees[q]) = 0 over `m` arcs, or empty if the trees' incidence
@@ -170,23 +161,14 @@ inline std::vector<double> null_combination(const std::vector<std::pair<std::vec
   return z;
 }
 
-/// Blink mode on `d` (switches spanned as ordinary vertices).
+/// Blink mode on `full`, a graph of ranks only (switches split off) whose root reaches every rank.
 inline std::vector<weighted_tree> pack_blink(const digraph& full, int root, double bound, const pack_options& o) {
-  // Only the vertices the root reaches can be spanned (a switch it cannot reach relays nothing).
-  const auto seen = reachable(full, root);
-  std::vector<int> id(static_cast<std::size_t>(full.vertices), -1);
-  int n = 0;
-  for (int v = 0; v < full.vertices; ++v)
-    if (seen[static_cast<std::size_t>(v)]) id[static_cast<std::size_t>(v)] = n++;
-  std::vector<int> arc_of;  // sub-arc -> arc of `full`
+  const int n = full.vertices;
   std::vector<costed_arc> sub;
   std::vector<double> cap;
   double cmax = 0;
-  for (std::size_t i = 0; i < full.arcs.size(); ++i) {
-    const auto& a = full.arcs[i];
-    if (id[static_cast<std::size_t>(a.from)] < 0 || id[static_cast<std::size_t>(a.to)] < 0) continue;
-    sub.push_back({id[static_cast<std::size_t>(a.from)], id[static_cast<std::size_t>(a.to)], 0});
-    arc_of.push_back(static_cast<int>(i));
+  for (const auto& a : full.arcs) {
+    sub.push_back({a.from, a.to, 0});
     cap.push_back(static_cast<double>(a.capacity));
     cmax = std::max(cmax, static_cast<double>(a.capacity));
   }
@@ -198,7 +180,7 @@ inline std::vector<weighted_tree> pack_blink(const digraph& full, int root, doub
   std::vector<double> len(m);
   for (std::size_t i = 0; i < m; ++i) len[i] = delta / cap[i];
   std::map<std::vector<int>, double> flow;  // tree (sorted sub-arcs) -> rate
-  const int rid = id[static_cast<std::size_t>(root)];
+  const int rid = root;
   // The optimum is known (the Edmonds bound, by max-flow), so the iterations stop as soon as the packing
   // scaled to fit the capacities is within eps/4 of it, long before GK's own stopping rule in most graphs.
   std::vector<double> load(m, 0.0);
@@ -301,16 +283,17 @@ inline std::vector<weighted_tree> pack_blink(const digraph& full, int root, doub
   std::vector<weighted_tree> out;
   for (const auto& [arcs, r] : kept) {
     if (!(r > 0)) continue;
-    std::vector<int> fa;
-    for (int i : arcs) fa.push_back(arc_of[static_cast<std::size_t>(i)]);
     // Never above capacity in bytes/s: round the rate down by a relative 1e-12.
-    out.push_back(make_tree(full, root, fa, r * cmax * (1 - 1e-12)));
+    out.push_back(make_tree(full, root, arcs, r * cmax * (1 - 1e-12)));
   }
   return out;
 }
 
 /// Splits every switch off `d` (edge splitting), keeping min over ranks of the root->rank min cut >= k.
-/// `routes` gets each resulting arc's path in the original graph.
+/// `routes` gets each resulting arc's path in the original graph. Every check runs on one flow network
+/// whose arcs are the (tail, head) pairs met so far, with the summed capacity of the arcs between them
+/// (parallel arcs keep their own routes here, the flow sees their sum); a trial split changes three
+/// capacities and changes them back.
 inline digraph split_switches(const digraph& d, int root, capacity_t k, std::vector<std::vector<int>>& routes) {
   struct parc {
     int from, to;
@@ -319,20 +302,22 @@ inline digraph split_switches(const digraph& d, int root, capacity_t k, std::vec
   };
   std::vector<parc> arcs;
   for (const auto& a : d.arcs) arcs.push_back({a.from, a.to, a.capacity, {a.from, a.to}});
-  auto as_digraph = [&](const std::vector<parc>& v) {
-    digraph g;
-    g.vertices = d.vertices;
-    g.compute = d.compute;
-    g.labels = d.labels;
-    for (const auto& a : v)
-      if (a.c > 0) g.arcs.push_back({a.from, a.to, a.c});  // parallel arcs kept: their routes differ
-    return g;
+  digraph none = d;
+  none.arcs.clear();
+  flow_network f(none);
+  std::map<std::pair<int, int>, std::size_t> slot;  // (tail, head) -> arc of f
+  std::vector<capacity_t> fcap;                     // per arc of f
+  auto change = [&](int from, int to, capacity_t delta) {
+    auto [it, fresh] = slot.try_emplace({from, to}, fcap.size());
+    if (fresh) {
+      (void)f.add_arc(from, to, 0);
+      fcap.push_back(0);
+    }
+    fcap[it->second] += delta;
+    f.set(it->second, fcap[it->second]);
   };
-  auto connectivity_ok = [&](const std::vector<parc>& v) {
-    const digraph g = as_digraph(v);
-    flow_network f(g);
-    return f.rooted_connectivity(root, d.compute) >= k;
-  };
+  for (const auto& a : arcs) change(a.from, a.to, a.c);
+  auto connectivity_ok = [&] { return f.connectivity_at_least(root, d.compute, k); };
   for (int s = d.compute; s < d.vertices; ++s) {
     while (true) {  // passes over the pairs (u->s, s->t), each split as far as it keeps the bound
       bool split = false;
@@ -342,29 +327,37 @@ inline digraph split_switches(const digraph& d, int root, capacity_t k, std::vec
           if (arcs[j].from != s || arcs[j].c <= 0) continue;
           // The largest gamma that keeps the bound: the change of every cut is linear and non-increasing in
           // gamma, so bisection is exact.
-          const capacity_t most = std::min(arcs[i].c, arcs[j].c);
-          auto with = [&](capacity_t g) {
-            auto v = arcs;
-            v[i].c -= g;
-            v[j].c -= g;
-            if (arcs[i].from != arcs[j].to) {
-              auto r = arcs[i].route;
-              r.insert(r.end(), arcs[j].route.begin() + 1, arcs[j].route.end());
-              v.push_back({arcs[i].from, arcs[j].to, g, std::move(r)});
-            }
-            return v;
+          const int u = arcs[i].from, t = arcs[j].to;
+          auto apply = [&](capacity_t g) {  // g < 0 undoes
+            change(u, s, -g);
+            change(s, t, -g);
+            if (u != t) change(u, t, g);
           };
+          auto ok_with = [&](capacity_t g) {
+            apply(g);
+            const bool ok = connectivity_ok();
+            apply(-g);
+            return ok;
+          };
+          const capacity_t most = std::min(arcs[i].c, arcs[j].c);
           capacity_t lo = 0, hi = most + 1;
-          if (connectivity_ok(with(most))) {
+          if (ok_with(most)) {
             lo = most;
           } else {
             while (hi - lo > 1) {
               const capacity_t mid = lo + (hi - lo) / 2;
-              (connectivity_ok(with(mid)) ? lo : hi) = mid;
+              (ok_with(mid) ? lo : hi) = mid;
             }
           }
           if (lo > 0) {
-            arcs = with(lo);
+            apply(lo);
+            arcs[i].c -= lo;
+            arcs[j].c -= lo;
+            if (u != t) {
+              auto r = arcs[i].route;
+              r.insert(r.end(), arcs[j].route.begin() + 1, arcs[j].route.end());
+              arcs.push_back({u, t, lo, std::move(r)});
+            }
             split = true;
           }
         }
@@ -377,11 +370,12 @@ inline digraph split_switches(const digraph& d, int root, capacity_t k, std::vec
     for (auto& a : arcs) {
       if (a.from == s || a.to == s) {
         left += a.c;
+        change(a.from, a.to, -a.c);
         continue;
       }
       rest.push_back(std::move(a));
     }
-    if (left > 0 && !connectivity_ok(rest))
+    if (left > 0 && !connectivity_ok())
       throw error("trees::pack_broadcast (exact): switch '" + d.label(s) + "' kept " + std::to_string(left) +
                         " bytes/s that no admissible splitting removes");
     arcs = std::move(rest);
@@ -415,9 +409,9 @@ inline std::vector<weighted_tree> pack_exact(const digraph& d, int root, capacit
   std::vector<weighted_tree> out;
   std::vector<capacity_t> c = capacities(d);
   flow_network f(d);
-  auto conn = [&](const std::vector<capacity_t>& caps) {
+  auto conn_at_least = [&](const std::vector<capacity_t>& caps, capacity_t at_least) {
     f.set_all(caps);
-    return f.rooted_connectivity(root, d.compute);
+    return f.connectivity_at_least(root, d.compute, at_least);
   };
   while (k > 0) {
     if (out.size() >= o.max_trees)
@@ -432,7 +426,7 @@ inline std::vector<weighted_tree> pack_exact(const digraph& d, int root, capacit
         const auto& a = d.arcs[i];
         if (!in[static_cast<std::size_t>(a.from)] || in[static_cast<std::size_t>(a.to)] || c[i] < 1) continue;
         --c[i];
-        if (conn(c) >= k - 1) {
+        if (conn_at_least(c, k - 1)) {
           in[static_cast<std::size_t>(a.to)] = true;
           tree.push_back(static_cast<int>(i));
           grown = true;
@@ -451,7 +445,7 @@ inline std::vector<weighted_tree> pack_exact(const digraph& d, int root, capacit
     auto ok = [&](capacity_t w) {
       auto v = c;
       for (int i : tree) v[static_cast<std::size_t>(i)] -= w - 1;
-      return conn(v) >= k - w;
+      return conn_at_least(v, k - w);
     };
     capacity_t lo = 1, hi = most + 1;
     if (ok(most)) {
@@ -489,7 +483,7 @@ inline std::vector<weighted_tree> pack_exact(const digraph& d, int root, capacit
     p.graph = d;
     return p;
   }
-  (void)detail::reachable(d, root);
+  detail::check_reachable(d, root);
   const capacity_t k = broadcast_bound(d, root);
   p.bound = static_cast<double>(k);
   if (d.switches() > 0) {
