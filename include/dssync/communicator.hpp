@@ -488,47 +488,45 @@ class communicator {
   template <class E, class Op>
   std::shared_ptr<const schedule> collective(call_state cs, semantics c, std::span<E> data, const Op& op, int root,
                                              std::span<const std::size_t> sizes) {
-    static_assert(element<E>, "dssync::communicator: elements must be trivially copyable and mutable");
-    detail::check_op<Op, E>();
-    const algorithms::policy_entry& e = *cs.policy;
-    plan_request q{data.size(), cs.iteration, c, root, sizes};
-    std::shared_ptr<const schedule> plan;
-    try {
-      plan = detail::plan_for_entry(e, algorithms::topology_ref(topo_), q, opt_, rank(), cache_);
-    } catch (const invalid_argument& x) {
-      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": " + to_string(c) + " of " +
-                                 std::to_string(data.size()) + " elements: " + x.what(),
-                             rank());
-    }
-    if (plan->kind != c || plan->count != data.size())
-      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": policy " + e.name +
-                                 " planned a " + to_string(plan->kind) + " of " + std::to_string(plan->count) +
-                                 " elements for a " + to_string(c) + " of " + std::to_string(data.size()),
-                             rank());
-    detail::run(*comm_, *plan, data, op, opt_);
-    return plan;
+    return planned_run(c, data, op, [&] {
+      return detail::plan_for_entry(*cs.policy, algorithms::topology_ref(topo_),
+                                    plan_request{data.size(), cs.iteration, c, root, sizes}, opt_, rank(), cache_);
+    });
   }
 
   /// Plans `policy` at iteration `it` over `data` and runs it; returns the caller's group.
   template <class Policy, class E, class Op>
   std::vector<int> grouped(Policy& policy, std::uint64_t it, std::span<E> data, const Op& op) {
+    const auto plan = planned_run(semantics::group_allreduce, data, op, [&] {
+      return detail::plan_for(policy, topo_, plan_request{data.size(), it}, opt_, rank(), cache_);
+    });
+    return plan->expected_contributors(rank());
+  }
+
+  /// Runs the plan that `make` returns for collective `c` over `data`, on the calling thread: a planning
+  /// error is named with the rank, the collective and the length, and a plan of another collective or
+  /// length is refused (a group allreduce accepts an allreduce: one group of all).
+  template <class E, class Op, class Make>
+  std::shared_ptr<const schedule> planned_run(semantics c, std::span<E> data, const Op& op, Make&& make) {
     static_assert(element<E>, "dssync::communicator: elements must be trivially copyable and mutable");
     detail::check_op<Op, E>();
+    const std::string what = c == semantics::group_allreduce ? "group allreduce" : to_string(c);
     std::shared_ptr<const schedule> plan;
     try {
-      plan = detail::plan_for(policy, topo_, plan_request{data.size(), it}, opt_, rank(), cache_);
+      plan = std::forward<Make>(make)();
     } catch (const invalid_argument& x) {
-      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": group allreduce of " +
+      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": " + what + " of " +
                                  std::to_string(data.size()) + " elements: " + x.what(),
                              rank());
     }
-    if ((plan->kind != semantics::group_allreduce && plan->kind != semantics::allreduce) || plan->count != data.size())
+    const bool kind_ok = plan->kind == c || (c == semantics::group_allreduce && plan->kind == semantics::allreduce);
+    if (!kind_ok || plan->count != data.size())
       throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": policy " + plan->policy +
                                  " planned a " + to_string(plan->kind) + " of " + std::to_string(plan->count) +
-                                 " elements for a group allreduce of " + std::to_string(data.size()),
+                                 " elements for a " + what + " of " + std::to_string(data.size()),
                              rank());
     detail::run(*comm_, *plan, data, op, opt_);
-    return plan->expected_contributors(rank());
+    return plan;
   }
 
   template <class E>
