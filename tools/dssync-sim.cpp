@@ -394,8 +394,8 @@ report run(const config& cfg) {
     qk.root = cfg.root;
     auto plan_on = [&](const auto& t) {
       try {
-        sched = tp.plan(t, qk);
-        const auto p = tp.packing_for(t, qk);
+        const auto p = tp.packing_for(t, qk);  // packed once: the plan is made from it
+        sched = tp.plan(t.workers(), qk, p);
         rep.tree_rate = p.rate;
         rep.tree_bound = p.bound;
         rep.trees = p.tree_count();

@@ -103,6 +103,38 @@ TEST_CASE("tree policy: one channel per tree, data split by rate, and the packin
   CHECK(channels == pk.tree_count());
 }
 
+TEST_CASE("tree policy: packings are cached per graph, root, direction and mode; a plan from a given packing") {
+  alg::tree p;
+  // NVLink lanes of 23 GB/s, which no other test packs, so the first lookups below must miss.
+  const topo::link lane{23e9, 1e-6};
+  const topo::dgx1 a({0, 1, 2, 5}, lane), b({0, 1, 2, 3}, lane);
+  const dssync::plan_request bq{1, 0, semantics::broadcast, 0, {}};
+  const auto h0 = alg::tree::packing_cache::hits();
+  const auto pa = p.packing_for(a, bq);
+  CHECK(alg::tree::packing_cache::hits() == h0);
+  const auto pa2 = p.packing_for(a, {12345, 0, semantics::broadcast, 0, {}});  // another count: the same packing
+  CHECK(alg::tree::packing_cache::hits() == h0 + 1);
+  CHECK(pa2.rate == pa.rate);
+  CHECK(pa2.trees.size() == pa.trees.size());
+  // Another graph, another root, the reduce direction and Blink mode each miss.
+  const auto pb = p.packing_for(b, bq);
+  (void)p.packing_for(a, {1, 0, semantics::broadcast, 3, {}});
+  (void)p.packing_for(a, {1, 0, semantics::reduce, 0, {}});
+  alg::tree blink{.mode = alg::trees::pack_mode::blink};
+  const auto pbl = blink.packing_for(a, bq);
+  CHECK(alg::tree::packing_cache::hits() == h0 + 1);
+  CHECK(pbl.mode == alg::trees::pack_mode::blink);
+  CHECK(pb.bound != pa.bound);  // GPU 0's NVLink lanes reach the others' min cut differently
+  // plan(n, q, packing) is plan(t, q), and refuses a packing of another root or size.
+  const dssync::plan_request q{5000, 0, semantics::broadcast, 0, {}};
+  CHECK(p.plan(a.workers(), q, pa) == p.plan(a, q));
+  CHECK_THROWS_WITH_AS((void)p.plan(a.workers(), {5000, 0, semantics::broadcast, 1, {}}, pa),
+                       doctest::Contains("the packing has root 0 and 4 ranks, the plan needs root 1 and 4"),
+                       dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)p.plan(3, q, pa), doctest::Contains("the plan needs root 0 and 3"),
+                       dssync::invalid_argument);
+}
+
 TEST_CASE("tree policy on the simulated transport: a DGX-1 broadcast and allreduce equal the oracle") {
   const topo::dgx1 t({0, 1, 2, 3});
   alg::tree p;

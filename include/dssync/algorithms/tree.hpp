@@ -12,9 +12,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dssync/algorithms/blocks/compose.hpp"
@@ -33,10 +38,12 @@ struct tree {
   static constexpr std::array collectives = {semantics::allreduce, semantics::broadcast, semantics::reduce};
   /// Most pieces per tree.
   static constexpr std::size_t max_pieces = 64;
-  /// The most ranks the cost model packs trees for to cost this policy (exact packing takes up to 75 ms
-  /// for 16 ranks: full_mesh(16), racks:4,4; 0.7 s behind one switch of 64, 1 s on racks:8,8); beyond
-  /// it `try_predict` has no estimate for tree, so `best_policy` does not pick it.
-  static constexpr int cost_model_max_ranks = 16;
+  /// The largest ranks x arcs of a network the cost model packs trees for to cost this policy, beyond
+  /// which `try_predict` has no estimate for tree (so `best_policy` does not pick it) rather than stall
+  /// on its first call. Exact packing measured (bench/tree_packing, this repository's 2-core machine):
+  /// full_mesh(32) 31.7k, 0.24 s; racks:8,8 10k, 0.07 s; fat_tree(8) 98k, 1.3 s; full_mesh(64) 258k, 5 s.
+  /// Packings are cached, so only the first call pays.
+  static constexpr std::size_t cost_model_max_work = std::size_t{1} << 16;
 
   trees::pack_mode mode = trees::pack_mode::exact;
   double epsilon = 0.1;       ///< Blink mode's accuracy
@@ -48,7 +55,9 @@ struct tree {
            ",piece=" + std::to_string(piece) + ",root=" + std::to_string(allreduce_root);
   }
 
-  /// The packing a plan of `q` on `t` uses.
+  /// The packing a plan of `q` on `t` uses. Packings depend on the graph, the root, the direction and
+  /// the mode only (not on the count), so they are cached per process (`packing_cache`): a plan per
+  /// count, or the cost model asked per size, packs once.
   /// \throws invalid_argument for another collective, a root out of range, or a graph that does not
   ///   connect the root to every rank.
   template <concepts::topology Topo>
@@ -57,19 +66,31 @@ struct tree {
     const int n = t.workers();
     const int root = root_of(n, q);
     const auto d = trees::from_network(t.graph());
-    return trees::pack_broadcast(q.collective == semantics::reduce ? trees::reversed(d) : d, root,
-                                 {.mode = mode, .epsilon = epsilon});
+    const bool up = q.collective == semantics::reduce;
+    return packing_cache::get(d, root, up, {.mode = mode, .epsilon = epsilon}, [&] {
+      return trees::pack_broadcast(up ? trees::reversed(d) : d, root, {.mode = mode, .epsilon = epsilon});
+    });
   }
 
+  /// The plan of `q` on `t` along `t`'s packing.
   template <concepts::topology Topo>
     requires requires(const Topo& t) { t.graph(); }
   [[nodiscard]] schedule plan(const Topo& t, plan_request q) const {
-    const int n = t.workers();
+    if (t.workers() == 1 || q.count == 0) return plan(t.workers(), q, trees::packing{});
+    return plan(t.workers(), q, packing_for(t, q));
+  }
+
+  /// The plan of `q` on `n` ranks along the trees of `p` (a packing of `packing_for`, whose ranks are
+  /// 0..n-1), for a caller that also reports the packing (dssync-sim) without packing twice.
+  [[nodiscard]] schedule plan(int n, plan_request q, const trees::packing& p) const {
     const int root = root_of(n, q);
     auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective, 1, q.rank);
     if (q.collective != semantics::allreduce) s.root = root;
     if (n == 1 || q.count == 0) return s;
-    const auto p = packing_for(t, q);
+    if (p.root != root || p.graph.compute != n)
+      throw invalid_argument("algorithms::tree: the packing has root " + std::to_string(p.root) + " and " +
+                             std::to_string(p.graph.compute) + " ranks, the plan needs root " + std::to_string(root) +
+                             " and " + std::to_string(n));
     std::vector<double> rates;
     for (const auto& tr : p.trees) rates.push_back(tr.rate);
     const auto parts = blocks::weighted_partition(range{0, q.count}, rates);
@@ -84,6 +105,53 @@ struct tree {
     }
     return s;
   }
+
+  /// The process-wide cache of packings, keyed by the whole digraph (every arc and capacity), the root,
+  /// the direction and the options; thread-safe, at most `capacity` entries (the oldest go first).
+  struct packing_cache {
+    static constexpr std::size_t capacity = 64;
+    template <class Pack>
+    [[nodiscard]] static trees::packing get(const trees::digraph& d, int root, bool up, const trees::pack_options& o,
+                                            Pack&& pack) {
+      std::vector<std::int64_t> key{d.vertices, d.compute, root, up ? 1 : 0, static_cast<std::int64_t>(o.mode),
+                                    std::llround(o.epsilon * 1e12), std::llround(o.keep * 1e12),
+                                    static_cast<std::int64_t>(o.max_trees)};
+      for (const auto& a : d.arcs) key.insert(key.end(), {a.from, a.to, a.capacity});
+      auto& st = state();
+      {
+        const std::lock_guard lock(st.mutex);
+        if (const auto it = st.entries.find(key); it != st.entries.end()) {
+          ++st.hits;
+          return it->second;
+        }
+      }
+      trees::packing p = std::forward<Pack>(pack)();  // outside the lock: packing can take seconds
+      const std::lock_guard lock(st.mutex);
+      if (st.entries.size() >= capacity) {
+        st.entries.erase(st.order.front());
+        st.order.erase(st.order.begin());
+      }
+      if (st.entries.emplace(key, p).second) st.order.push_back(std::move(key));
+      return p;
+    }
+    /// How many lookups were served from the cache (for tests).
+    [[nodiscard]] static std::size_t hits() {
+      const std::lock_guard lock(state().mutex);
+      return state().hits;
+    }
+
+   private:
+    struct store {
+      std::mutex mutex;
+      std::map<std::vector<std::int64_t>, trees::packing> entries;
+      std::vector<std::vector<std::int64_t>> order;
+      std::size_t hits = 0;
+    };
+    static store& state() {
+      static store s;
+      return s;
+    }
+  };
 
  private:
   [[nodiscard]] int root_of(int n, const plan_request& q) const {
