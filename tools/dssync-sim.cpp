@@ -255,7 +255,7 @@ struct config {
   std::uint64_t iterations = 1;
   int top_links = 5;
   std::string mode = "exact";  // tree packing: exact or blink
-  std::string link_class;      // tree packing on a DGX-1: "nvlink" packs the NVLink arcs only
+  std::string link_class;      // tree packing: the link classes packed ("nvlink"; "nvlink,pcie+socket" packs sets apart)
 };
 
 std::string policy_list() { return alg::registry().known(); }
@@ -392,29 +392,40 @@ report run(const config& cfg) {
     dssync::plan_request qk = q;
     qk.collective = kind;
     qk.root = cfg.root;
-    auto plan_on = [&](const auto& t) {
-      try {
-        const auto p = tp.packing_for(t, qk);  // packed once: the plan is made from it
-        sched = tp.plan(t.workers(), qk, p);
-        rep.tree_rate = p.rate;
-        rep.tree_bound = p.bound;
-        rep.trees = p.tree_count();
-      } catch (const dssync::invalid_argument& e) {
-        throw usage_error(e.what());
+    // --link-class: sets separated by ',' (packed apart, Blink's NVLink and PCIe trees), classes in a set
+    // joined by '+' ("nvlink,pcie+socket").
+    if (!cfg.link_class.empty()) {
+      std::string_view rest = cfg.link_class;
+      while (true) {
+        const auto comma = rest.find(',');
+        std::string_view set = rest.substr(0, comma);
+        dssync::link_classes m = 0;
+        while (true) {
+          const auto plus = set.find('+');
+          const std::string_view c = set.substr(0, plus);
+          const auto k = dssync::link_class_named(c);
+          if (k) m |= dssync::classes({*k});
+          else
+            throw usage_error("--link-class '" + cfg.link_class + "': '" + std::string(c) +
+                              "' is not a link class (nvlink, pcie, socket, network, unspecified)");
+          if (plus == std::string_view::npos) break;
+          set.remove_prefix(plus + 1);
+        }
+        tp.link_sets.push_back(m);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
       }
-    };
-    if (cfg.link_class.empty()) {
-      plan_on(any);
-    } else if (cfg.link_class == "nvlink") {
-      const auto* d = any.get_if<topo::dgx1>();
-      if (d == nullptr) throw usage_error("--link-class nvlink needs a DGX-1 topology (--topology dgx1:...), not " + any.name());
-      try {
-        plan_on(d->nvlink_only());
-      } catch (const dssync::invalid_argument& e) {
-        throw usage_error(e.what());
+    }
+    try {
+      const auto ps = tp.packings_for(any, qk);  // packed once: the plan is made from them
+      sched = tp.plan(any.workers(), qk, ps);
+      for (const auto& p : ps) {
+        rep.tree_rate += p.rate;
+        rep.tree_bound += p.bound;
+        rep.trees += p.tree_count();
       }
-    } else {
-      throw usage_error("--link-class '" + cfg.link_class + "' is not a link class (nvlink)");
+    } catch (const dssync::invalid_argument& e) {
+      throw usage_error(e.what());
     }
     rep.policy = std::string(alg::tree::name);
     rep.tree = true;
@@ -850,7 +861,10 @@ const char* details_text =
     "--policy tree packs spanning trees from the root (allreduce: rank 0) under the link capacities and\n"
     "  reports trees, rate_GBps (the packed rate) and bound_GBps (the Edmonds bound: the least root->rank\n"
     "  min cut) next to the simulated time. --mode exact (default, ForestColl: rate = bound) or blink\n"
-    "  (multiplicative weights); --link-class nvlink on a DGX-1 packs and bounds its NVLink arcs only.\n"
+    "  (multiplicative weights); --link-class nvlink packs and bounds the NVLink links only, and\n"
+    "  --link-class nvlink,pcie+socket packs NVLink and PCIe (with the CPUs' link) apart and splits the\n"
+    "  data by rate (Blink); each tree's messages are routed over its links only. rate and bound sum\n"
+    "  over the sets. Link classes come from the topology (dgx1, nvidia-smi files).\n"
     "\n"
     "Exit status: 0 ok, 2 bad command line or input, 3 schedule not verified, 1 other errors.\n"
     "\n"
@@ -897,7 +911,7 @@ int main(int argc, char** argv) {
     ("mode", po::value(&cfg.mode)->value_name("M")->default_value("exact"),
      "--policy tree: exact (ForestColl: the packed rate meets the Edmonds bound) or blink (multiplicative weights)")
     ("link-class", po::value(&cfg.link_class)->value_name("C"),
-     "--policy tree on a DGX-1: nvlink packs and bounds the NVLink arcs only");
+     "--policy tree: the link classes packed, sets apart by ',' (nvlink; nvlink,pcie+socket)");
   // clang-format on
 
   try {

@@ -6,6 +6,7 @@
 
 #include <dssync/algorithms/tree.hpp>
 #include <dssync/core/verifier.hpp>
+#include <dssync/sim/simulator.hpp>
 #include <dssync/synchronize.hpp>
 #include <dssync/topology/dgx1.hpp>
 #include <dssync/topology/fat_tree.hpp>
@@ -132,6 +133,70 @@ TEST_CASE("tree policy: packings are cached per graph, root, direction and mode;
                        doctest::Contains("the packing has root 0 and 4 ranks, the plan needs root 1 and 4"),
                        dssync::invalid_argument);
   CHECK_THROWS_WITH_AS((void)p.plan(3, q, pa), doctest::Contains("the plan needs root 0 and 3"),
+                       dssync::invalid_argument);
+}
+
+TEST_CASE("tree policy, Blink's NVLink and PCIe trees packed apart: verified, the oracle, hinted channels") {
+  alg::tree p;
+  p.link_sets = alg::tree::nvlink_and_pcie();
+  for (const auto& gpus : {std::vector<int>{0, 1, 2, 5}, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7},
+                           std::vector<int>{0, 3}, std::vector<int>{4, 5, 7}}) {
+    const topo::dgx1 t(gpus);
+    INFO(t.name());
+    const auto ps = p.packings_for(t, {1, 0, semantics::broadcast, 0, {}});
+    REQUIRE(ps.size() == 2);
+    CHECK(ps[0].links == p.link_sets[0]);
+    CHECK(ps[1].links == p.link_sets[1]);
+    CHECK(ps[0].rate == ps[0].bound);
+    CHECK(ps[1].rate == ps[1].bound);
+    CHECK(ps[1].bound == 12e9);  // one PCIe link out of every GPU
+    const auto plan = p.plan(t, dssync::plan_request{100000, 0, semantics::broadcast, 0, {}});
+    // One channel per tree: the NVLink trees' channels first, hinted with their set.
+    const auto& r0 = plan.ranks[0].channels;
+    REQUIRE(r0.size() == ps[0].tree_count() + ps[1].tree_count());
+    for (std::size_t c = 0; c < r0.size(); ++c) CHECK(r0[c].links == (c < ps[0].tree_count() ? p.link_sets[0] : p.link_sets[1]));
+    check_all(p, t);
+  }
+  // A set whose links do not connect the ranks is refused, naming the set.
+  alg::tree nv;
+  nv.link_sets = {topo::classes({topo::link_class::nvlink})};
+  CHECK_THROWS_WITH_AS((void)nv.plan(topo::leaf_spine(2, 2), dssync::plan_request{8, 0, semantics::broadcast, 0, {}}),
+                       doctest::Contains("links of class nvlink: trees::pack_broadcast: rank 1"),
+                       dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)p.packing_for(topo::dgx1(), {1, 0, semantics::broadcast, 0, {}}),
+                       doctest::Contains("2 link sets give as many packings"), dssync::invalid_argument);
+}
+
+TEST_CASE("route hints: a channel restricted to PCIe on dgx1 never touches NVLink in the simulator") {
+  const topo::dgx1 t;
+  alg::tree pcie;
+  pcie.link_sets = {topo::classes({topo::link_class::pcie, topo::link_class::socket})};
+  for (semantics c : {semantics::broadcast, semantics::allreduce}) {
+    INFO(dssync::to_string(c));
+    auto plan = pcie.plan(t, dssync::plan_request{1 << 20, 0, c, 0, {}});
+    dssync::verify_or_throw(plan);
+    dssync::sim::router r(t.graph());
+    const auto hinted = dssync::sim::simulate(plan, r);
+    double nvlink = 0, pcie_bytes = 0;
+    for (const auto& l : hinted.links)
+      (r.link_class(l.edge) == topo::link_class::nvlink ? nvlink : pcie_bytes) += l.bytes;
+    CHECK(nvlink == 0);
+    CHECK(pcie_bytes > 0);
+    // The same trees without their hints: shortest paths between NVLink neighbours take NVLink.
+    for (auto& rk : plan.ranks)
+      for (auto& ch : rk.channels) ch.links = 0;
+    const auto free = dssync::sim::simulate(plan, r);
+    double nvlink_free = 0;
+    for (const auto& l : free.links)
+      if (r.link_class(l.edge) == topo::link_class::nvlink) nvlink_free += l.bytes;
+    CHECK(nvlink_free > 0);
+  }
+  // The router names the set a route cannot keep to.
+  const topo::dgx1 nv = topo::dgx1({0, 1}).nvlink_only();
+  dssync::sim::router r(nv.graph());
+  CHECK(r.route(0, 1, 0, topo::classes({topo::link_class::nvlink})).size() == 1);
+  CHECK_THROWS_WITH_AS((void)r.route(0, 1, 0, topo::classes({topo::link_class::pcie})),
+                       doctest::Contains("is unreachable from vertex gpu0 over links of class pcie"),
                        dssync::invalid_argument);
 }
 

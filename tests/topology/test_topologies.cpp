@@ -97,10 +97,11 @@ void check_model(const T& t) {
 }
 
 /// Edges as (source label, target label, bandwidth, latency), sorted: compares networks up to vertex order.
-std::vector<std::tuple<std::string, std::string, double, double>> labelled_edges(const topo::network& g) {
-  std::vector<std::tuple<std::string, std::string, double, double>> out;
+std::vector<std::tuple<std::string, std::string, double, double, int>> labelled_edges(const topo::network& g) {
+  std::vector<std::tuple<std::string, std::string, double, double, int>> out;
   for (auto e : boost::make_iterator_range(boost::edges(g)))
-    out.emplace_back(g[boost::source(e, g)].label, g[boost::target(e, g)].label, g[e].bandwidth, g[e].latency);
+    out.emplace_back(g[boost::source(e, g)].label, g[boost::target(e, g)].label, g[e].bandwidth, g[e].latency,
+                     static_cast<int>(g[e].cls));
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -459,7 +460,7 @@ TEST_CASE("dgx1 subsets: ranks, lanes, graphs, NVLink-only variant") {
   const auto sg = slow.graph();
   const auto [e, ok] = boost::edge(0, 1, sg);
   REQUIRE(ok);
-  CHECK(sg[e] == topo::link{10e9, 2e-6});
+  CHECK(sg[e] == topo::link{10e9, 2e-6, topo::link_class::nvlink});
 
   CHECK_ERROR_HAS(topo::dgx1({0, 8}), "GPU id 8", "0..7");
   CHECK_ERROR_HAS(topo::dgx1({-1}), "GPU id -1");
@@ -705,6 +706,29 @@ TEST_CASE("read_dot: malformed DOT and bad attributes name the problem") {
   CHECK_ERROR_HAS(dot("graph { a [rank=0]; b [rank=0]; a -- b; }"), "duplicate rank 0");
   CHECK_ERROR_HAS(dot("graph { a [rank=0]; b [rank=2]; a -- b; }"), "no worker has rank 1");
   CHECK_ERROR_HAS(dot("graph { s; t; s -- t; }"), "no worker");
+  CHECK_ERROR_HAS(dot("graph { a [rank=0]; b [rank=1]; a -- b [class=infiniband]; }"), "edge 'a' -- 'b'",
+                  "class 'infiniband' is not a link class");
+}
+
+TEST_CASE("read_dot: link classes") {
+  std::istringstream in("graph { a [rank=0]; b [rank=1]; s; a -- b [class=nvlink]; a -- s [class=pcie]; b -- s; }");
+  const auto u = topo::read_dot(in);
+  std::map<std::string, topo::link_class> by_edge;
+  const auto g = u.graph();
+  for (auto e : boost::make_iterator_range(boost::edges(g)))
+    by_edge[g[boost::source(e, g)].label + g[boost::target(e, g)].label] = g[e].cls;
+  CHECK(by_edge.at("ab") == topo::link_class::nvlink);
+  CHECK(by_edge.at("ba") == topo::link_class::nvlink);
+  CHECK(by_edge.at("sa") == topo::link_class::pcie);
+  CHECK(by_edge.at("bs") == topo::link_class::unspecified);
+  // dgx1 tags its cables.
+  std::map<topo::link_class, int> count;
+  const auto d = topo::dgx1().graph();
+  for (auto e : boost::make_iterator_range(boost::edges(d))) ++count[d[e].cls];
+  CHECK(count[topo::link_class::nvlink] == 2 * 16);  // 16 GPU pairs are NVLinked (8 of them with two lanes)
+  CHECK(count[topo::link_class::pcie] == 2 * (8 + 4));
+  CHECK(count[topo::link_class::socket] == 2);
+  CHECK(count[topo::link_class::unspecified] == 0);
 }
 
 TEST_CASE("write_dot and read_dot round-trip every built-in model") {

@@ -49,59 +49,113 @@ struct tree {
   double epsilon = 0.1;       ///< Blink mode's accuracy
   std::size_t piece = 16384;  ///< elements per pipelined piece (0: each tree's part whole)
   int allreduce_root = 0;     ///< the rank an allreduce reduces into and broadcasts from
+  /// The link classes packed, one packing per set (Blink packs NVLink and PCIe as separate graphs,
+  /// MLSys 2020 sec. 4): e.g. `{classes({nvlink}), classes({pcie, socket})}`. The data is split over all
+  /// trees of all packings by rate, so that every class finishes together, and each tree's channel
+  /// carries its set as route hint (`channel::links`), so the simulator keeps a PCIe tree off NVLink.
+  /// Empty (the default): one packing of every link, channels unhinted.
+  std::vector<topology::link_classes> link_sets{};
 
   [[nodiscard]] std::string cache_key(const plan_request&) const {
-    return std::string("mode=") + trees::to_string(mode) + ",eps=" + std::to_string(epsilon) +
-           ",piece=" + std::to_string(piece) + ",root=" + std::to_string(allreduce_root);
+    std::string k = std::string("mode=") + trees::to_string(mode) + ",eps=" + std::to_string(epsilon) +
+                    ",piece=" + std::to_string(piece) + ",root=" + std::to_string(allreduce_root);
+    for (const auto m : link_sets) k += ",links=" + std::to_string(m);
+    return k;
   }
 
-  /// The packing a plan of `q` on `t` uses. Packings depend on the graph, the root, the direction and
-  /// the mode only (not on the count), so they are cached per process (`packing_cache`): a plan per
-  /// count, or the cost model asked per size, packs once.
-  /// \throws invalid_argument for another collective, a root out of range, or a graph that does not
-  ///   connect the root to every rank.
+  /// Blink's heterogeneous form: NVLink trees and PCIe trees (PCIe switches and the CPUs' socket link),
+  /// packed apart.
+  [[nodiscard]] static std::vector<topology::link_classes> nvlink_and_pcie() {
+    using topology::link_class;
+    return {topology::classes({link_class::nvlink}), topology::classes({link_class::pcie, link_class::socket})};
+  }
+
+  /// The packings a plan of `q` on `t` uses: one per link set (`link_sets`), or one of every link.
+  /// Packings depend on the graph, the root, the direction and the mode only (not on the count), so they
+  /// are cached per process (`packing_cache`): a plan per count, or the cost model asked per size, packs
+  /// once.
+  /// \throws invalid_argument for another collective, a root out of range, or a graph (of a link set)
+  ///   that does not connect the root to every rank.
+  template <concepts::topology Topo>
+    requires requires(const Topo& t) { t.graph(); }
+  [[nodiscard]] std::vector<trees::packing> packings_for(const Topo& t, const plan_request& q) const {
+    const int n = t.workers();
+    const int root = root_of(n, q);
+    const bool up = q.collective == semantics::reduce;
+    const auto g = t.graph();
+    std::vector<trees::packing> out;
+    const std::vector<topology::link_classes> sets = link_sets.empty() ? std::vector<topology::link_classes>{0} : link_sets;
+    for (const auto m : sets) {
+      const auto d = trees::from_network(g, m);
+      try {
+        out.push_back(packing_cache::get(d, root, up, {.mode = mode, .epsilon = epsilon}, [&] {
+          return trees::pack_broadcast(up ? trees::reversed(d) : d, root, {.mode = mode, .epsilon = epsilon});
+        }));
+      } catch (const invalid_argument& e) {
+        if (m == 0) throw;
+        throw invalid_argument("algorithms::tree: links of class " + topology::to_string_classes(m) + ": " + e.what());
+      }
+      out.back().links = m;
+    }
+    return out;
+  }
+
+  /// The single packing of a plan without link sets (see `packings_for`).
+  /// \throws invalid_argument as `packings_for`, or if `link_sets` holds more than one set.
   template <concepts::topology Topo>
     requires requires(const Topo& t) { t.graph(); }
   [[nodiscard]] trees::packing packing_for(const Topo& t, const plan_request& q) const {
-    const int n = t.workers();
-    const int root = root_of(n, q);
-    const auto d = trees::from_network(t.graph());
-    const bool up = q.collective == semantics::reduce;
-    return packing_cache::get(d, root, up, {.mode = mode, .epsilon = epsilon}, [&] {
-      return trees::pack_broadcast(up ? trees::reversed(d) : d, root, {.mode = mode, .epsilon = epsilon});
-    });
+    if (link_sets.size() > 1)
+      throw invalid_argument("algorithms::tree::packing_for: " + std::to_string(link_sets.size()) +
+                             " link sets give as many packings; use packings_for");
+    return std::move(packings_for(t, q).front());
   }
 
-  /// The plan of `q` on `t` along `t`'s packing.
+  /// The plan of `q` on `t` along `t`'s packings.
   template <concepts::topology Topo>
     requires requires(const Topo& t) { t.graph(); }
   [[nodiscard]] schedule plan(const Topo& t, plan_request q) const {
-    if (t.workers() == 1 || q.count == 0) return plan(t.workers(), q, trees::packing{});
-    return plan(t.workers(), q, packing_for(t, q));
+    if (t.workers() == 1 || q.count == 0) return plan(t.workers(), q, std::vector<trees::packing>{});
+    return plan(t.workers(), q, packings_for(t, q));
   }
 
   /// The plan of `q` on `n` ranks along the trees of `p` (a packing of `packing_for`, whose ranks are
   /// 0..n-1), for a caller that also reports the packing (dssync-sim) without packing twice.
   [[nodiscard]] schedule plan(int n, plan_request q, const trees::packing& p) const {
+    return plan(n, q, std::vector<trees::packing>{p});
+  }
+
+  /// The plan along the trees of every packing of `ps` (`packings_for`): the data split over all trees
+  /// by rate, one channel per tree, hinted with its packing's link set.
+  [[nodiscard]] schedule plan(int n, plan_request q, const std::vector<trees::packing>& ps) const {
     const int root = root_of(n, q);
     auto s = blocks::empty_plan(std::string(name), n, q.count, q.collective, 1, q.rank);
     if (q.collective != semantics::allreduce) s.root = root;
     if (n == 1 || q.count == 0) return s;
-    if (p.root != root || p.graph.compute != n)
-      throw invalid_argument("algorithms::tree: the packing has root " + std::to_string(p.root) + " and " +
-                             std::to_string(p.graph.compute) + " ranks, the plan needs root " + std::to_string(root) +
-                             " and " + std::to_string(n));
     std::vector<double> rates;
-    for (const auto& tr : p.trees) rates.push_back(tr.rate);
+    std::vector<std::pair<const trees::weighted_tree*, topology::link_classes>> all;
+    for (const auto& p : ps) {
+      if (p.root != root || p.graph.compute != n)
+        throw invalid_argument("algorithms::tree: the packing has root " + std::to_string(p.root) + " and " +
+                               std::to_string(p.graph.compute) + " ranks, the plan needs root " +
+                               std::to_string(root) + " and " + std::to_string(n));
+      for (const auto& tr : p.trees) {
+        rates.push_back(tr.rate);
+        all.emplace_back(&tr, p.links);
+      }
+    }
     const auto parts = blocks::weighted_partition(range{0, q.count}, rates);
-    for (std::size_t i = 0; i < p.trees.size(); ++i) {
+    for (std::size_t i = 0; i < all.size(); ++i) {
       const range part = parts[i];
       if (part.empty()) continue;
-      const std::vector<int> parent(p.trees[i].parent.begin(), p.trees[i].parent.begin() + n);
+      const std::vector<int> parent(all[i].first->parent.begin(), all[i].first->parent.begin() + n);
       const std::size_t pieces =
           piece == 0 ? 1 : std::clamp<std::size_t>((part.length + piece - 1) / piece, 1, max_pieces);
       if (q.collective != semantics::broadcast) blocks::tree_pipeline(s, parent, semantics::reduce, part, pieces, i);
       if (q.collective != semantics::reduce) blocks::tree_pipeline(s, parent, semantics::broadcast, part, pieces, i);
+      if (all[i].second != 0)
+        for (auto& r : s.ranks)
+          if (i < r.channels.size()) r.channels[i].links = all[i].second;
     }
     return s;
   }

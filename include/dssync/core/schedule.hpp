@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "dssync/core/chunking.hpp"
+#include "dssync/core/link_class.hpp"
 
 namespace dssync {
 
@@ -64,6 +65,10 @@ struct step {
 /// The ordered steps of one channel.
 struct channel {
   std::vector<step> steps;
+  /// Route hint: the link classes this channel's messages may cross (0: any). Only the simulator reads
+  /// it, routing each message over links of these classes only (a Blink PCIe tree never touches NVLink);
+  /// executors and the verifier ignore it, and it is not hashed (it changes no result).
+  link_classes links = 0;
   friend bool operator==(const channel&, const channel&) = default;
 };
 
@@ -324,7 +329,9 @@ inline void print(std::ostream& os, const schedule& s, int rank = -1) {
     if ((rank >= 0 && r != rank) || !s.plans(r)) continue;
     const auto& plan = s.ranks[static_cast<std::size_t>(r)];
     for (std::size_t c = 0; c < plan.channels.size(); ++c) {
-      os << "  rank " << r << " channel " << c << ":\n";
+      os << "  rank " << r << " channel " << c;
+      if (plan.channels[c].links != 0) os << " (links " << to_string_classes(plan.channels[c].links) << ')';
+      os << ":\n";
       const auto& steps = plan.channels[c].steps;
       for (std::size_t i = 0; i < steps.size(); ++i) os << "    " << i << ": " << steps[i] << '\n';
     }

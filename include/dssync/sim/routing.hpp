@@ -4,6 +4,7 @@
 /// its vertices with ECMP (equal-cost multi-path) spreading.
 
 #include <boost/graph/breadth_first_search.hpp>
+#include <boost/graph/filtered_graph.hpp>
 #include <boost/graph/visitors.hpp>
 #include <boost/property_map/property_map.hpp>
 
@@ -11,12 +12,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "dssync/core/error.hpp"
@@ -95,6 +98,7 @@ class router {
         dst_.push_back(static_cast<std::uint32_t>(boost::target(*it, g_)));
         bw_.push_back(l.bandwidth);
         lat_.push_back(l.latency);
+        cls_.push_back(l.cls);
         ++in_off_[dst_.back() + 1];
       }
       out_off_[v + 1] = static_cast<std::uint32_t>(src_.size());
@@ -131,6 +135,8 @@ class router {
   [[nodiscard]] double bandwidth(edge_id e) const { return bw_.at(e); }
   /// A link's latency in seconds, as in the network.
   [[nodiscard]] double latency(edge_id e) const { return lat_.at(e); }
+  /// A link's class, as in the network.
+  [[nodiscard]] topology::link_class link_class(edge_id e) const { return cls_.at(e); }
   /// All bandwidths, indexed by edge id.
   [[nodiscard]] const std::vector<double>& bandwidths() const noexcept { return bw_; }
   /// All latencies, indexed by edge id.
@@ -183,24 +189,31 @@ class router {
   /// The route of a flow from rank `src` to rank `dst` with ECMP key `key`: the links of a shortest path,
   /// in order. Empty when `src == dst`. The span stays valid as long as the router.
   /// \throws invalid_argument if a rank is not a worker or `dst` is unreachable from `src`.
-  [[nodiscard]] std::span<const edge_id> route(int src, int dst, std::uint64_t key = 0) {
+  /// With `classes` (a route hint, `channel::links`), the path is a shortest one over links of those
+  /// classes only.
+  /// \throws invalid_argument if a rank is not a worker or `dst` is unreachable from `src` (over links of
+  ///   `classes`, named).
+  [[nodiscard]] std::span<const edge_id> route(int src, int dst, std::uint64_t key = 0,
+                                               topology::link_classes classes = 0) {
     if (src < 0 || src >= workers_ || dst < 0 || dst >= workers_)
       throw invalid_argument("sim::router: route from rank " + std::to_string(src) + " to rank " + std::to_string(dst) +
                              ": ranks must be in 0.." + std::to_string(workers_ - 1));
-    return route_between(static_cast<std::size_t>(src), static_cast<std::size_t>(dst), key);
+    return route_between(static_cast<std::size_t>(src), static_cast<std::size_t>(dst), key, classes);
   }
 
   /// The route between any two vertices (see `route`).
   /// \throws invalid_argument if a vertex is out of range or `dst` is unreachable from `src`.
-  [[nodiscard]] std::span<const edge_id> route_between(std::size_t src, std::size_t dst, std::uint64_t key = 0) {
+  [[nodiscard]] std::span<const edge_id> route_between(std::size_t src, std::size_t dst, std::uint64_t key = 0,
+                                                       topology::link_classes classes = 0) {
     check_vertex(src, "source");
     check_vertex(dst, "destination");
-    const cache_key ck{static_cast<std::uint32_t>(src), static_cast<std::uint32_t>(dst), key};
+    const cache_key ck{static_cast<std::uint32_t>(src), static_cast<std::uint32_t>(dst), key, classes};
     if (auto it = cache_.find(ck); it != cache_.end()) return it->second;
-    const auto& d = distances(src);
+    const auto& d = distances(src, classes);
     if (d[dst] == unreachable)
       throw invalid_argument("sim::router: vertex " + label(dst) + " is unreachable from vertex " + label(src) +
-                             ": the network is not connected");
+                             (classes == 0 ? std::string(": the network is not connected")
+                                           : " over links of class " + topology::to_string_classes(classes)));
     const std::size_t n = d[dst];
     edge_id* out = allocate(n);
     // Walk back from dst: at each vertex, choose among the in-links that come from one hop closer.
@@ -209,10 +222,10 @@ class router {
     for (std::size_t h = n; h > 0; --h) {
       std::uint32_t candidates = 0;
       for (edge_id e : in_edges(v))
-        if (d[src_[e]] == h - 1) ++candidates;
+        if (d[src_[e]] == h - 1 && topology::allows(classes, cls_[e])) ++candidates;
       std::uint32_t pick = candidates > 1 ? static_cast<std::uint32_t>(detail::mix64(h0, v) % candidates) : 0;
       for (edge_id e : in_edges(v))
-        if (d[src_[e]] == h - 1 && pick-- == 0) {
+        if (d[src_[e]] == h - 1 && topology::allows(classes, cls_[e]) && pick-- == 0) {
           out[h - 1] = e;
           v = src_[e];
           break;
@@ -236,11 +249,12 @@ class router {
   struct cache_key {
     std::uint32_t src, dst;
     std::uint64_t key;
+    topology::link_classes classes = 0;
     friend bool operator==(const cache_key&, const cache_key&) = default;
   };
   struct cache_hash {
     std::size_t operator()(const cache_key& k) const noexcept {
-      return static_cast<std::size_t>(detail::mix64(detail::mix64(k.src, k.dst), k.key));
+      return static_cast<std::size_t>(detail::mix64(detail::mix64(detail::mix64(k.src, k.dst), k.key), k.classes));
     }
   };
 
@@ -250,15 +264,28 @@ class router {
                              " is out of range (the network has " + std::to_string(vertices()) + " vertices)");
   }
 
-  /// Hop distances from `src`, by Boost.Graph BFS, computed once.
-  const std::vector<std::uint16_t>& distances(std::size_t src) {
-    auto& d = dist_[src];
+  /// The links of a set of classes (a filtered_graph predicate: default-constructible, as Boost requires).
+  struct of_classes {
+    const topology::network* g = nullptr;
+    topology::link_classes classes = 0;
+    bool operator()(const topology::network::edge_descriptor& e) const { return topology::allows(classes, (*g)[e].cls); }
+  };
+
+  /// Hop distances from `src`, by Boost.Graph BFS, computed once; over links of `classes` only (a
+  /// Boost.Graph filtered_graph) when a set is given.
+  const std::vector<std::uint16_t>& distances(std::size_t src, topology::link_classes classes = 0) {
+    auto& d = classes == 0 ? dist_[src] : class_dist_[{classes, src}];
     if (!d.empty()) return d;
     d.assign(vertices(), unreachable);
     d[src] = 0;
     auto dmap = boost::make_iterator_property_map(d.begin(), boost::get(boost::vertex_index, g_));
-    boost::breadth_first_search(
-        g_, src, boost::visitor(boost::make_bfs_visitor(boost::record_distances(dmap, boost::on_tree_edge()))));
+    auto vis = boost::visitor(boost::make_bfs_visitor(boost::record_distances(dmap, boost::on_tree_edge())));
+    if (classes == 0) {
+      boost::breadth_first_search(g_, src, vis);
+    } else {
+      const boost::filtered_graph<topology::network, of_classes> fg(g_, of_classes{&g_, classes});
+      boost::breadth_first_search(fg, src, vis);
+    }
     for (std::size_t v = 0; v < d.size(); ++v)
       if (v != src && d[v] == 0) d[v] = unreachable;  // record_distances wrapped (a path of 65535 hops)
     return d;
@@ -282,9 +309,11 @@ class router {
   int workers_ = 0;
   std::vector<std::uint32_t> src_, dst_;
   std::vector<double> bw_, lat_;
+  std::vector<topology::link_class> cls_;
   std::vector<std::uint32_t> out_off_, in_off_;
   std::vector<edge_id> out_ids_, in_ids_;
   std::vector<std::vector<std::uint16_t>> dist_;
+  std::map<std::pair<topology::link_classes, std::size_t>, std::vector<std::uint16_t>> class_dist_;
   std::unordered_map<cache_key, std::span<const edge_id>, cache_hash> cache_;
   std::vector<std::unique_ptr<edge_id[]>> blocks_;
   std::size_t block_size_ = 0, block_used_ = 0;

@@ -268,6 +268,7 @@ class schedule_player {
     std::uint32_t pc = 0;
     int rank = 0;
     std::uint32_t channel = 0;
+    topology::link_classes links = 0;  // the channel's route hint
     wait state = wait::none;
     double step_begin = 0;
     std::uint32_t busy_msg = none;  // message being reduced (wait::compute)
@@ -360,6 +361,7 @@ class schedule_player {
         ch.steps = &plan.channels[c].steps;
         ch.rank = r;
         ch.channel = static_cast<std::uint32_t>(c);
+        ch.links = plan.channels[c].links;
         ch.step_begin = opt_.start_time;
         chans_.push_back(ch);
       }
@@ -551,11 +553,12 @@ class schedule_player {
     ++unconsumed_;
     std::span<const edge_id> route;
     if (opt_.spread_messages) {
-      route = router_.route(s_.host(ch.rank), s_.host(st.peer), detail::mix64(ch.channel, ++spread_) % 64 + 1);
+      route = router_.route(s_.host(ch.rank), s_.host(st.peer), detail::mix64(ch.channel, ++spread_) % 64 + 1,
+                            ch.links);
     } else {
       if (ch.route_peer != st.peer) {
         ch.route_peer = st.peer;
-        ch.route = router_.route(s_.host(ch.rank), s_.host(st.peer), ch.channel);
+        ch.route = router_.route(s_.host(ch.rank), s_.host(st.peer), ch.channel, ch.links);
       }
       route = ch.route;
     }

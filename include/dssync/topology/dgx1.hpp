@@ -150,7 +150,8 @@ class dgx1 {
     return g;
   }
   /// The Boost.Graph network: the GPUs in rank order, then the PCIe switches and CPUs in use; NVLink cables
-  /// first, then PCIe and QPI cables (none if is_nvlink_only()).
+  /// first, then PCIe and QPI cables (none if is_nvlink_only()). Links carry their class: nvlink, pcie,
+  /// and socket for QPI.
   [[nodiscard]] network graph() const {
     network g;
     add_gpus(g);
@@ -198,7 +199,7 @@ class dgx1 {
     for (std::size_t a = 0; a < gpus_.size(); ++a)
       for (std::size_t b = a + 1; b < gpus_.size(); ++b)
         if (const int lanes = physical_lanes(gpus_[a], gpus_[b]); lanes > 0)
-          add_cable(g, a, b, link{lanes * nvlink_.bandwidth, nvlink_.latency});
+          add_cable(g, a, b, link{lanes * nvlink_.bandwidth, nvlink_.latency, link_class::nvlink});
   }
   void add_pcie(network& g) const {
     std::array<std::size_t, 4> pcie_vertex{};
@@ -214,10 +215,10 @@ class dgx1 {
     for (std::size_t c = 0; c < 2; ++c)
       if (cpu_used[c]) cpu_vertex[c] = add_switch(g, "cpu" + std::to_string(c));
     for (std::size_t r = 0; r < gpus_.size(); ++r)
-      add_cable(g, r, pcie_vertex[static_cast<std::size_t>(gpus_[r] / 2)], pcie_);
+      add_cable(g, r, pcie_vertex[static_cast<std::size_t>(gpus_[r] / 2)], with_class(pcie_, link_class::pcie));
     for (std::size_t p = 0; p < 4; ++p)
-      if (pcie_used[p]) add_cable(g, pcie_vertex[p], cpu_vertex[p / 2], pcie_);
-    if (cpu_used[0] && cpu_used[1]) add_cable(g, cpu_vertex[0], cpu_vertex[1], qpi_);
+      if (pcie_used[p]) add_cable(g, pcie_vertex[p], cpu_vertex[p / 2], with_class(pcie_, link_class::pcie));
+    if (cpu_used[0] && cpu_used[1]) add_cable(g, cpu_vertex[0], cpu_vertex[1], with_class(qpi_, link_class::socket));
   }
 
   std::vector<int> gpus_;

@@ -36,7 +36,7 @@ struct dot_vertex {
   std::string id, kind, rank;
 };
 struct dot_edge {
-  std::string bandwidth, latency;
+  std::string bandwidth, latency, cls;
 };
 
 /// Reads `text` as a DOT graph of directedness `Directed` into a network (vertices in Boost's order).
@@ -53,6 +53,7 @@ topology::network read_dot_as(const std::string& text) {
   dp.property("rank", boost::get(&dot_vertex::rank, g));
   dp.property("bandwidth", boost::get(&dot_edge::bandwidth, g));
   dp.property("latency", boost::get(&dot_edge::latency, g));
+  dp.property("class", boost::get(&dot_edge::cls, g));
   boost::read_graphviz(text, g, dp, "node_id");
 
   topology::network n;
@@ -98,6 +99,13 @@ topology::network read_dot_as(const std::string& text) {
                                "' is not a non-negative latency (seconds, or with a unit as in 1us, 5e-6, 0.5ms)");
       l.latency = *lat;
     }
+    if (const auto c = spec_trim(x.cls); !c.empty()) {
+      const auto k = link_class_named(c);
+      if (!k)
+        throw invalid_argument(where + ": class '" + x.cls +
+                               "' is not a link class (nvlink, pcie, socket, network, unspecified)");
+      l.cls = *k;
+    }
     if (directed)
       boost::add_edge(a, b, l, n);
     else
@@ -116,8 +124,9 @@ namespace dssync::topology {
 ///
 /// Node attributes: `kind` ("worker" or "switch"; default "worker" if `rank` is given, else "switch") and
 /// `rank` (a worker's rank; ranks 0..W-1 each once). Edge attributes: `bandwidth` in bytes/s, or with a unit
-/// ("100Gbps", "100Gb/s", "100Gbit/s", "12.5GB/s"; b = bits, B = bytes) and `latency` in seconds, or with a
-/// unit ("1us", "5e-6", "0.5ms", "100ns"); missing ones take topology::link's defaults. Other attributes are
+/// ("100Gbps", "100Gb/s", "100Gbit/s", "12.5GB/s"; b = bits, B = bytes), `latency` in seconds, or with a
+/// unit ("1us", "5e-6", "0.5ms", "100ns"), and `class` (nvlink, pcie, socket, network: the link class that
+/// route hints and per-class tree packing read); missing ones take topology::link's defaults. Other attributes are
 /// ignored. In a `digraph` each edge is one directed link; in a `graph` each edge is a full-duplex cable (two
 /// links). Vertex labels are the DOT node ids. The result is validated (validate_network).
 /// \throws invalid_argument naming the problem: malformed DOT (Boost's parser message, with the token),
@@ -159,7 +168,7 @@ namespace dssync::topology {
 }
 
 /// Writes `g` as a DOT digraph that read_dot reads back to the same network: one edge per directed link,
-/// with `kind`, `rank`, `bandwidth` (bytes/s) and `latency` (s) attributes. Node ids are the vertex labels
+/// with `kind`, `rank`, `bandwidth` (bytes/s), `latency` (s) and, where specified, `class` attributes. Node ids are the vertex labels
 /// when they are unique and plain, else "v<index>".
 inline void write_dot(std::ostream& out, const network& g, const std::string& graph_name = "dssync") {
   const std::size_t nv = boost::num_vertices(g);
@@ -185,7 +194,9 @@ inline void write_dot(std::ostream& out, const network& g, const std::string& gr
   for (auto e : boost::make_iterator_range(boost::edges(g)))
     out << "  " << id[boost::source(e, g)] << " -> " << id[boost::target(e, g)] << " [bandwidth="
         << detail::dot_quote(detail::topology_decimal(g[e].bandwidth))
-        << ", latency=" << detail::dot_quote(detail::topology_decimal(g[e].latency)) << "];\n";
+        << ", latency=" << detail::dot_quote(detail::topology_decimal(g[e].latency))
+        << (g[e].cls == link_class::unspecified ? std::string() : ", class=" + detail::dot_quote(to_string(g[e].cls)))
+        << "];\n";
   out << "}\n";
 }
 

@@ -6,11 +6,13 @@
 #include <boost/graph/adjacency_list.hpp>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <system_error>
 #include <utility>
 
 #include "dssync/core/error.hpp"
+#include "dssync/core/link_class.hpp"
 
 namespace dssync::topology {
 
@@ -24,12 +26,25 @@ struct node {
   std::string label;
 };
 
+using dssync::allows;
+using dssync::classes;
+using dssync::link_class;
+using dssync::link_classes;
+using dssync::to_string_classes;
+
 /// Edge (directed link) properties.
 struct link {
   double bandwidth = 12.5e9;  ///< bytes per second (default 100 Gbit/s)
   double latency = 1e-6;      ///< seconds
+  link_class cls = link_class::unspecified;
   friend bool operator==(const link&, const link&) = default;
 };
+
+/// `l` as a link of class `c`.
+[[nodiscard]] constexpr link with_class(link l, link_class c) noexcept {
+  l.cls = c;
+  return l;
+}
 
 /// The network graph type.
 using network = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, node, link>;

@@ -163,21 +163,21 @@ inline bool smi_is_gpu(std::string_view t) {
     for (std::size_t b = a + 1; b < n; ++b)
       if (entry[a][b].substr(0, 2) == "NV") {
         const int lanes = std::stoi(entry[a][b].substr(2));
-        if (lanes > 0) add_cable(g, a, b, link{lanes * links.nvlink.bandwidth, links.nvlink.latency});
+        if (lanes > 0) add_cable(g, a, b, link{lanes * links.nvlink.bandwidth, links.nvlink.latency, link_class::nvlink});
       }
   std::vector<network::vertex_descriptor> sv(static_cast<std::size_t>(switches)), cv(static_cast<std::size_t>(cpus));
   for (int k = 0; k < switches; ++k) sv[static_cast<std::size_t>(k)] = add_switch(g, "pcie" + std::to_string(k));
   for (int c = 0; c < cpus; ++c) cv[static_cast<std::size_t>(c)] = add_switch(g, "cpu" + std::to_string(c));
   std::vector<int> switch_cpu(static_cast<std::size_t>(switches), -1);
   for (std::size_t r = 0; r < n; ++r) {
-    add_cable(g, r, sv[static_cast<std::size_t>(sw[r])], links.pcie);
+    add_cable(g, r, sv[static_cast<std::size_t>(sw[r])], with_class(links.pcie, link_class::pcie));
     switch_cpu[static_cast<std::size_t>(sw[r])] = cpu[r];
   }
   for (int k = 0; k < switches; ++k)
     add_cable(g, sv[static_cast<std::size_t>(k)], cv[static_cast<std::size_t>(switch_cpu[static_cast<std::size_t>(k)])],
-              links.pcie);
+              with_class(links.pcie, link_class::pcie));
   for (int a = 0; a < cpus; ++a)
-    for (int b = a + 1; b < cpus; ++b) add_cable(g, cv[static_cast<std::size_t>(a)], cv[static_cast<std::size_t>(b)], links.qpi);
+    for (int b = a + 1; b < cpus; ++b) add_cable(g, cv[static_cast<std::size_t>(a)], cv[static_cast<std::size_t>(b)], with_class(links.qpi, link_class::socket));
   return user_graph(g, "nvidia_smi(" + std::to_string(n) + " GPUs)");
 }
 

@@ -89,10 +89,12 @@ struct digraph {
   return std::max<capacity_t>(1, static_cast<capacity_t>(std::llround(bytes_per_second)));
 }
 
-/// The digraph of a topology's network: ranks keep their numbers, switches follow in vertex order.
+/// The digraph of a topology's network: ranks keep their numbers, switches follow in vertex order. With
+/// `classes`, only the links of those classes give arcs (every vertex stays): NVLink and PCIe packed as
+/// separate graphs, as Blink does.
 /// \throws invalid_argument naming the vertex if the ranks are not 0..W-1 exactly once, or a link has no
 ///   usable bandwidth.
-[[nodiscard]] inline digraph from_network(const topology::network& g) {
+[[nodiscard]] inline digraph from_network(const topology::network& g, topology::link_classes classes = 0) {
   digraph d;
   const auto nv = static_cast<int>(boost::num_vertices(g));
   std::vector<int> id(static_cast<std::size_t>(nv), -1);
@@ -120,6 +122,7 @@ struct digraph {
   }
   std::map<std::pair<int, int>, std::size_t> at;  // parallel arcs merge (digraph::add's search is linear)
   for (const auto e : boost::make_iterator_range(boost::edges(g))) {
+    if (!topology::allows(classes, g[e].cls)) continue;
     const auto a = static_cast<int>(boost::source(e, g)), b = static_cast<int>(boost::target(e, g));
     const capacity_t c = to_capacity(g[e].bandwidth, "link '" + g[static_cast<std::size_t>(a)].label + "'->'" +
                                                          g[static_cast<std::size_t>(b)].label + "'");

@@ -68,6 +68,9 @@ struct packing {
   /// made by splitting crosses the switches it replaced).
   std::vector<std::vector<int>> routes;
   std::vector<weighted_tree> trees;
+  /// The link classes the graph was built from (`from_network`'s `classes`; 0: every link). Set by the
+  /// caller that filtered the network; `pack_broadcast` leaves it 0.
+  topology::link_classes links = 0;
 
   [[nodiscard]] std::size_t tree_count() const noexcept { return trees.size(); }
   /// rate / bound (1 for a single rank).
