@@ -1,0 +1,367 @@
+// codecs: fp16, bf16, onebit and topk with their wire header. Round trips against oracles, error feedback
+// (nothing lost, only delayed), exact top-k selection against a sort, compression ratios, checkpointed
+// state that gives bitwise the same next step, and malformed payloads (every truncation, every header
+// field, bad indices, varints and padding) rejected with malformed_payload.
+
+#include <doctest/doctest.h>
+
+#include <Eigen/Core>  // codecs/half.hpp needs Eigen (this include tags the test for CMake)
+#include <dssync/codecs/error_feedback.hpp>
+#include <dssync/codecs/half.hpp>
+#include <dssync/codecs/onebit.hpp>
+#include <dssync/codecs/topk.hpp>
+#include <dssync/codecs/wire.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace {
+
+namespace cd = dssync::codecs;
+
+std::vector<float> gaussian(std::size_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+template <class C, class T>
+std::vector<std::byte> encode(C& c, const std::vector<T>& x) {
+  std::vector<std::byte> w;
+  c.encode(std::span<const T>(x), w);
+  return w;
+}
+
+/// Every proper prefix of `w`, and `w` with one stray byte, is refused with malformed_payload.
+template <class Decode>
+void check_truncations(const std::vector<std::byte>& w, Decode&& decode) {
+  for (std::size_t len = 0; len < w.size(); ++len) {
+    INFO("prefix of " << len << " of " << w.size() << " bytes");
+    CHECK_THROWS_AS(decode(std::span<const std::byte>(w.data(), len)), dssync::malformed_payload);
+  }
+  auto longer = w;
+  longer.push_back(std::byte{0});
+  CHECK_THROWS_AS(decode(std::span<const std::byte>(longer)), dssync::malformed_payload);
+}
+
+/// Each header field changed is refused, naming it.
+template <class Decode>
+void check_header_fields(const std::vector<std::byte>& w, Decode&& decode) {
+  auto bad = [&](std::size_t at, std::byte v, const char* says) {
+    auto x = w;
+    x[at] = v;
+    CHECK_THROWS_WITH_AS(decode(std::span<const std::byte>(x)), doctest::Contains(says), dssync::malformed_payload);
+  };
+  bad(0, std::byte{0x45}, "bad magic");
+  bad(2, std::byte{99}, "codec id 99");
+  bad(3, std::byte{7}, "format version 7");
+  bad(8, static_cast<std::byte>(static_cast<unsigned>(w[8]) ^ 1u), "elements, the output has");
+  bad(16, static_cast<std::byte>(static_cast<unsigned>(w[16]) ^ 1u), "header says a payload of");
+}
+
+/// The top k of `g` by (magnitude desc, index asc), NaN first: the oracle of topk's selection.
+std::vector<std::size_t> oracle_topk(const std::vector<float>& g, std::size_t k) {
+  std::vector<std::size_t> idx(g.size());
+  std::iota(idx.begin(), idx.end(), std::size_t{0});
+  auto mag = [&](std::size_t i) {
+    const float m = std::fabs(g[i]);
+    return std::isnan(m) ? std::numeric_limits<float>::infinity() : m;
+  };
+  std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return mag(a) > mag(b); });
+  idx.resize(k);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("codecs");
+
+TEST_CASE("fp16 and bf16: round to nearest, sizes, decode_add, double elements") {
+  for (std::size_t n : {0u, 1u, 7u, 1000u}) {
+    const auto x = gaussian(n, 1);
+    cd::fp16<float> h;
+    cd::bf16<float> b;
+    const auto wh = encode(h, x), wb = encode(b, x);
+    CHECK(wh.size() == cd::header_bytes + 2 * n);
+    CHECK(wh.size() == h.max_encoded_bytes(n));
+    CHECK(wb.size() == b.max_encoded_bytes(n));
+    std::vector<float> yh(n), yb(n);
+    h.decode(wh, yh);
+    b.decode(wb, yb);
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(yh[i] == static_cast<float>(Eigen::half(x[i])));
+      CHECK(yb[i] == static_cast<float>(Eigen::bfloat16(x[i])));
+      CHECK(std::fabs(yh[i] - x[i]) <= std::fabs(x[i]) * 0x1p-11f + 0x1p-24f);
+      CHECK(std::fabs(yb[i] - x[i]) <= std::fabs(x[i]) * 0x1p-8f);
+    }
+    std::vector<float> acc(n, 1.0f);
+    h.decode_add(wh, acc);
+    for (std::size_t i = 0; i < n; ++i) CHECK(acc[i] == 1.0f + yh[i]);
+  }
+  // Exactly representable values survive; out-of-range ones saturate as IEEE says.
+  const std::vector<double> d{0.0, -0.5, 1.0, 2048.0, 1e5, -1e30};
+  cd::fp16<double> h;
+  cd::bf16<double> b;
+  std::vector<double> yh(d.size()), yb(d.size());
+  h.decode(encode(h, d), yh);
+  b.decode(encode(b, d), yb);
+  CHECK(yh[1] == -0.5);
+  CHECK(yh[3] == 2048.0);
+  CHECK(std::isinf(yh[4]));
+  CHECK(std::isfinite(yb[5]));
+  CHECK(yb[5] < -9e29);
+}
+
+TEST_CASE("onebit: per-bucket means, error feedback loses nothing, ratio 31.5x") {
+  for (std::size_t bucket : {1u, 3u, 64u, 4096u})
+    for (std::size_t n : {0u, 1u, 7u, 1000u, 10000u}) {
+      INFO("bucket " << bucket << ", " << n << " elements");
+      cd::onebit<float> c(bucket);
+      std::vector<double> sent(n, 0.0), given(n, 0.0);
+      for (int step = 0; step < 5; ++step) {
+        const auto g = gaussian(n, 10 + static_cast<unsigned>(step));
+        const auto before = c.state.residual;
+        const auto w = encode(c, g);
+        CHECK(w.size() == c.max_encoded_bytes(n));
+        std::vector<float> y(n);
+        c.decode(w, y);
+        // Signs of g + r, and the bucket's means of each sign.
+        for (std::size_t b0 = 0; b0 < n; b0 += bucket) {
+          const std::size_t len = std::min(bucket, n - b0);
+          // The format's means: double sums in four lanes (element i into lane i % 4 of its bucket).
+          double ps[4] = {}, ns[4] = {};
+          std::size_t np = 0;
+          for (std::size_t i = b0; i < b0 + len; ++i) {
+            const float v = g[i] + (before.empty() ? 0.0f : before[i]);
+            if (v >= 0) {
+              ps[(i - b0) % 4] += v;
+              ++np;
+            } else {
+              ns[(i - b0) % 4] += v;
+            }
+            CHECK((y[i] >= 0) == (v >= 0));
+          }
+          const double pos = (ps[0] + ps[1]) + (ps[2] + ps[3]), neg = (ns[0] + ns[1]) + (ns[2] + ns[3]);
+          for (std::size_t i = b0; i < b0 + len; ++i) {
+            const float v = g[i] + (before.empty() ? 0.0f : before[i]);
+            const float want = v >= 0 ? static_cast<float>(pos / static_cast<double>(np))
+                                      : static_cast<float>(neg / static_cast<double>(len - np));
+            CHECK(y[i] == want);
+            CHECK(c.state.residual[i] == v - want);  // the residual keeps what the bits lost
+          }
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+          sent[i] += y[i];
+          given[i] += g[i];
+        }
+      }
+      // Error feedback: everything given was sent, or is still in the residual.
+      for (std::size_t i = 0; i < n; ++i) CHECK(std::fabs(sent[i] + c.state.residual[i] - given[i]) < 1e-4);
+    }
+  const std::size_t n = std::size_t{1} << 20;
+  cd::onebit<float> c;
+  const auto w = encode(c, gaussian(n, 3));
+  const double ratio = static_cast<double>(n * sizeof(float)) / static_cast<double>(w.size());
+  CHECK(ratio > 31.4);
+  CHECK(ratio < 32.0);
+}
+
+TEST_CASE("topk: the exact top k (ties by index, NaN first), error feedback, ratio at 1 %") {
+  for (double ratio : {0.001, 0.01, 0.1, 0.5, 1.0})
+    for (std::size_t n : {0u, 1u, 7u, 1000u, 100000u}) {
+      INFO("ratio " << ratio << ", " << n << " elements");
+      cd::topk<float> c(ratio);
+      std::vector<float> r(n, 0.0f);
+      for (int step = 0; step < 3; ++step) {
+        auto g = gaussian(n, 20 + static_cast<unsigned>(step));
+        if (n >= 7) {  // ties and a NaN
+          g[1] = g[5] = 100.0f;
+          g[3] = -100.0f;
+          if (step == 2) g[6] = std::numeric_limits<float>::quiet_NaN();
+        }
+        std::vector<float> sum(n);
+        for (std::size_t i = 0; i < n; ++i) sum[i] = g[i] + r[i];
+        const std::size_t k = c.k_of(n);
+        CHECK(k == (n == 0 ? 0 : std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(ratio * static_cast<double>(n))))));
+        const auto want = oracle_topk(sum, k);
+        const auto w = encode(c, g);
+        CHECK(w.size() <= c.max_encoded_bytes(n));
+        std::vector<float> y(n, 7.0f);
+        c.decode(w, y);
+        std::vector<std::size_t> got;
+        for (std::size_t i = 0; i < n; ++i)
+          if (std::memcmp(&y[i], &sum[i], sizeof(float)) == 0 && !(y[i] == 0 && sum[i] == 0)) got.push_back(i);
+        std::size_t nonzero = 0;
+        for (float v : y) nonzero += v != 0 ? 1 : 0;
+        CHECK(got == std::vector<std::size_t>(want.begin(), want.end()));
+        CHECK(nonzero <= k);
+        // Nothing lost: decoded + residual is g + r, bitwise.
+        for (std::size_t i = 0; i < n; ++i) {
+          const float back = y[i] + c.state.residual[i];
+          CHECK(std::memcmp(&back, &sum[i], sizeof(float)) == 0);
+        }
+        r = c.state.residual;
+      }
+    }
+  const std::size_t n = std::size_t{1} << 20;
+  cd::topk<float> c(0.01);
+  const auto w = encode(c, gaussian(n, 4));
+  const double ratio = static_cast<double>(n * sizeof(float)) / static_cast<double>(w.size());
+  CHECK(ratio >= 50);  // indices included
+  std::vector<float> acc(n, 0.0f), one(n);
+  c.decode(w, one);
+  c.decode_add(w, acc);
+  c.decode_add(w, acc);
+  for (std::size_t i = 0; i < n; i += 97) CHECK(acc[i] == 2 * one[i]);
+}
+
+TEST_CASE("codecs: bad parameters and a tensor that changes length are named") {
+  cd::topk<float> t(0);
+  std::vector<std::byte> w;
+  const std::vector<float> x(10, 1.0f), y(11, 1.0f);
+  CHECK_THROWS_WITH_AS(t.encode(x, w), doctest::Contains("ratio 0.000000 is not in (0, 1]"), dssync::invalid_argument);
+  cd::onebit<float> o(0);
+  CHECK_THROWS_WITH_AS(o.encode(x, w), doctest::Contains("bucket 0 is not in"), dssync::invalid_argument);
+  cd::onebit<float> ok;
+  ok.encode(x, w);
+  CHECK_THROWS_WITH_AS(ok.encode(y, w), doctest::Contains("the tensor has 11 elements, its error-feedback residual 10"),
+                       dssync::invalid_argument);
+  ok.state.reset();
+  ok.encode(y, w);  // a reset state starts over
+}
+
+TEST_CASE("codecs: saved state gives bitwise the same next step; a bad state is refused") {
+  const std::size_t n = 5000;
+  auto check = [&](auto codec) {
+    auto a = codec;
+    (void)encode(a, gaussian(n, 30));
+    std::vector<std::byte> saved;
+    a.state.save(saved);
+    const auto next = gaussian(n, 31);
+    const auto wa = encode(a, next);
+    auto b = codec;
+    b.state.load(saved);
+    const auto wb = encode(b, next);
+    CHECK(wa == wb);
+    CHECK(a.state.residual == b.state.residual);
+    // Truncated, or of another element size.
+    for (std::size_t len : {std::size_t{0}, std::size_t{10}, cd::header_bytes, saved.size() - 1})
+      CHECK_THROWS_AS(b.state.load(std::span<const std::byte>(saved.data(), len)), dssync::malformed_payload);
+    cd::error_feedback<double> d;
+    CHECK_THROWS_WITH_AS(d.load(saved), doctest::Contains("elements of 4 bytes, this codec's are 8"),
+                         dssync::malformed_payload);
+  };
+  check(cd::onebit<float>(128));
+  check(cd::topk<float>(0.02));
+  cd::error_feedback<float> empty, back;
+  std::vector<std::byte> w;
+  empty.save(w);
+  back.load(w);
+  CHECK(back.residual.empty());
+}
+
+TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
+  const std::size_t n = 1000;
+  const auto x = gaussian(n, 40);
+  SUBCASE("fp16 and bf16") {
+    cd::fp16<float> h;
+    const auto w = encode(h, x);
+    std::vector<float> y(n);
+    auto dec = [&](std::span<const std::byte> p) { h.decode(p, y); };
+    check_truncations(w, dec);
+    check_header_fields(w, dec);
+    cd::bf16<float> b;
+    CHECK_THROWS_WITH_AS(b.decode(w, y), doctest::Contains("codec id 1 in the header, expected 2"),
+                         dssync::malformed_payload);
+    std::vector<float> shorter(n - 1);
+    CHECK_THROWS_WITH_AS(h.decode(w, shorter), doctest::Contains("header says 1000 elements, the output has 999"),
+                         dssync::malformed_payload);
+  }
+  SUBCASE("onebit") {
+    cd::onebit<float> c(100);
+    const auto w = encode(c, std::vector<float>(x.begin(), x.begin() + 997));  // 97 in the last bucket: padding bits
+    std::vector<float> y(997);
+    auto dec = [&](std::span<const std::byte> p) { c.decode(p, y); };
+    check_truncations(w, dec);
+    check_header_fields(w, dec);
+    auto pad = w;
+    pad.back() |= std::byte{0x80};
+    CHECK_THROWS_WITH_AS(dec(pad), doctest::Contains("padding bits set"), dssync::malformed_payload);
+    auto zero = w;
+    std::memset(zero.data() + 4, 0, 4);
+    CHECK_THROWS_WITH_AS(dec(zero), doctest::Contains("bucket size 0"), dssync::malformed_payload);
+    auto other = w;
+    other[4] = std::byte{99};  // bucket 99: another payload length
+    CHECK_THROWS_WITH_AS(dec(other), doctest::Contains("in buckets of 99 take"), dssync::malformed_payload);
+  }
+  SUBCASE("topk") {
+    cd::topk<float> c(0.05);
+    const auto w = encode(c, x);
+    std::vector<float> y(n, 3.0f);
+    auto dec = [&](std::span<const std::byte> p) { c.decode(p, y); };
+    check_truncations(w, dec);
+    check_header_fields(w, dec);
+    CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 3.0f; }));  // refused payloads write nothing
+    // Hand-made payloads: k above n, an index past the end, an overlong varint.
+    auto make = [&](std::uint32_t k, std::vector<std::uint8_t> body) {
+      std::vector<std::byte> p;
+      cd::write_header(p, {cd::codec_id::topk, 1, k, 10, body.size()});
+      for (auto b : body) p.push_back(static_cast<std::byte>(b));
+      return p;
+    };
+    std::vector<float> ten(10);
+    auto dec10 = [&](const std::vector<std::byte>& p) { c.decode(p, ten); };
+    std::vector<std::uint8_t> ok_body{2, 0};  // indices 2 and 3
+    for (int i = 0; i < 8; ++i) ok_body.push_back(0);
+    dec10(make(2, ok_body));
+    CHECK_THROWS_WITH_AS(dec10(make(11, {})), doctest::Contains("11 entries in the header for 10 elements"),
+                         dssync::malformed_payload);
+    CHECK_THROWS_WITH_AS(dec10(make(1, {10, 0, 0, 0, 0})), doctest::Contains("beyond the last element 9"),
+                         dssync::malformed_payload);
+    CHECK_THROWS_WITH_AS(dec10(make(2, {8, 1, 0, 0, 0, 0, 0, 0, 0, 0})), doctest::Contains("beyond the last element 9"),
+                         dssync::malformed_payload);
+    CHECK_THROWS_WITH_AS(dec10(make(1, {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})),
+                         doctest::Contains("longer than 10 bytes"), dssync::malformed_payload);
+    CHECK_THROWS_WITH_AS(dec10(make(1, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})),
+                         doctest::Contains("overflows 64 bits"), dssync::malformed_payload);
+    CHECK_THROWS_WITH_AS(dec10(make(1, {0x85})), doctest::Contains("truncated inside a varint"),
+                         dssync::malformed_payload);
+  }
+  SUBCASE("random bytes never crash a decoder") {
+    std::mt19937 rng(7);
+    std::vector<float> y(64);
+    std::size_t refused = 0;
+    for (int trial = 0; trial < 3000; ++trial) {
+      // A valid header for 64 elements with random fields flipped, then random bytes.
+      std::vector<std::byte> p;
+      const auto id = static_cast<cd::codec_id>(1 + trial % 4);
+      const std::size_t body = rng() % 80;
+      cd::write_header(p, {id, 1, static_cast<std::uint32_t>(rng() % 70), 64, body});
+      for (std::size_t i = 0; i < body; ++i) p.push_back(static_cast<std::byte>(rng()));
+      if (trial % 7 == 0) p[rng() % p.size()] = static_cast<std::byte>(rng());
+      for (auto* dec : {+[](std::span<const std::byte> w, std::span<float> out) { cd::fp16<float>{}.decode(w, out); },
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::onebit<float>{}.decode(w, out); },
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::topk<float>{}.decode(w, out); }}) {
+        try {
+          dec(p, y);
+        } catch (const dssync::malformed_payload&) {
+          ++refused;
+        }
+      }
+    }
+    CHECK(refused > 0);
+  }
+}
+
+TEST_SUITE_END();
