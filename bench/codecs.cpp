@@ -1,6 +1,6 @@
 // codecs: compression ratio on a real gradient and encode/decode throughput per core against memcpy of
 // the same buffer, measured side by side in one run (issue 12's targets: onebit ~32x, topk 1 % >= 50x,
-// indices included; onebit and fp16 >= 0.25 of memcpy, topk via sampling >= 0.1).
+// indices included; qsgd s=16 >= 6x; onebit, fp16 and qsgd >= 0.25 of memcpy, topk via sampling >= 0.1).
 //
 // The real gradient: the MLP of examples/train_fmnist ({784, 128, 10}, 101,770 parameters) at its initial
 // parameters, on a batch of 256 Fashion-MNIST training images (Debian's dataset-fashion-mnist; --data DIR).
@@ -25,6 +25,7 @@
 
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
+#include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/topk.hpp>
 
 #include "../examples/train/fmnist.hpp"
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
     ratio_row("onebit", cd::onebit<float>{}, "~32");
     ratio_row("topk 1%", cd::topk<float>(0.01), ">=50");
     ratio_row("topk 0.1%", cd::topk<float>(0.001), "");
+    ratio_row("qsgd s=16", cd::qsgd<float>(16), ">=6");
 
     // --- throughput ---------------------------------------------------------------------------------
     const std::size_t n = bytes / sizeof(float);
@@ -136,6 +138,7 @@ int main(int argc, char** argv) {
     run("bf16", cd::bf16<float>{}, "");
     run("onebit", cd::onebit<float>{}, ">=0.25");
     run("topk 1%", cd::topk<float>(0.01), ">=0.1");
+    run("qsgd s=16", cd::qsgd<float>(16), ">=0.25");
     return 0;
   }, argc, argv);
 }

@@ -1,4 +1,4 @@
-// codecs: fp16, bf16, onebit and topk with their wire header. Round trips against oracles, error feedback
+// codecs: fp16, bf16, onebit, topk and qsgd with their wire header. Round trips against oracles, error feedback
 // (nothing lost, only delayed), exact top-k selection against a sort, compression ratios, checkpointed
 // state that gives bitwise the same next step, and malformed payloads (every truncation, every header
 // field, bad indices, varints and padding) rejected with malformed_payload.
@@ -9,6 +9,7 @@
 #include <dssync/codecs/error_feedback.hpp>
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
+#include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/topk.hpp>
 #include <dssync/codecs/wire.hpp>
 
@@ -226,6 +227,120 @@ TEST_CASE("topk: the exact top k (ties by index, NaN first), error feedback, rat
   for (std::size_t i = 0; i < n; i += 97) CHECK(acc[i] == 2 * one[i]);
 }
 
+TEST_CASE("qsgd: levels next to |v|/||v||*s, unbiased, QSGD's variance bound, ratio at s = 16") {
+  for (std::uint32_t s : {1u, 4u, 16u, 255u})
+    for (std::size_t n : {0u, 1u, 7u, 1000u}) {
+      INFO("s = " << s << ", " << n << " elements");
+      cd::qsgd<float> c(s, 256);
+      const auto v = gaussian(n, 50);
+      const int steps = 400;
+      std::vector<double> mean(n, 0.0);
+      double sq_err = 0, sq_norm = 0;
+      for (float x : v) sq_norm += static_cast<double>(x) * x;
+      for (int t = 0; t < steps; ++t) {
+        const auto w = encode(c, v);
+        CHECK(w.size() <= c.max_encoded_bytes(n));
+        std::vector<float> y(n);
+        c.decode(w, y);
+        for (std::size_t b0 = 0; b0 < n; b0 += 256) {
+          const std::size_t len = std::min<std::size_t>(256, n - b0);
+          double q = 0;
+          for (std::size_t i = b0; i < b0 + len; ++i) q += static_cast<double>(v[i]) * v[i];
+          const double norm = static_cast<float>(std::sqrt(q));
+          for (std::size_t i = b0; i < b0 + len; ++i) {
+            // A level next to x = |v|/||v||*s, with v's sign (or zero).
+            const double x = std::fabs(static_cast<double>(v[i])) / norm * s;
+            const double l = std::fabs(static_cast<double>(y[i])) / norm * s;
+            CHECK(std::fabs(l - std::round(l)) < 1e-3);
+            CHECK(std::round(l) >= std::floor(x) - 1e-9);
+            CHECK(std::round(l) <= std::ceil(x) + 1e-9);
+            CHECK((y[i] == 0 || (y[i] < 0) == (v[i] < 0)));
+          }
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+          mean[i] += y[i];
+          sq_err += (static_cast<double>(y[i]) - v[i]) * (static_cast<double>(y[i]) - v[i]);
+        }
+      }
+      // Unbiased: the mean of the steps approaches v (each level's spread is at most ||v||/s).
+      for (std::size_t i = 0; i < n; ++i) {
+        const double bucket_norm = std::sqrt(sq_norm);  // >= the bucket's norm
+        CHECK(std::fabs(mean[i] / steps - v[i]) <= 5 * 0.5 * bucket_norm / s / std::sqrt(double(steps)) + 1e-6);
+      }
+      // QSGD Lemma 3.1: E||Q(v) - v||^2 <= min(d/s^2, sqrt(d)/s) ||v||^2 per bucket of d (with 10 % slack
+      // for the sampling of 400 steps).
+      const double d = std::min<double>(256, static_cast<double>(n));
+      if (n > 0) CHECK(sq_err / steps <= 1.1 * std::min(d / (double(s) * s), std::sqrt(d) / s) * sq_norm + 1e-9);
+      CHECK(c.state.step == static_cast<std::uint64_t>(steps));
+    }
+  const std::size_t n = std::size_t{1} << 20;
+  cd::qsgd<float> c(16);
+  const auto w = encode(c, gaussian(n, 5));
+  CHECK(static_cast<double>(n * sizeof(float)) / static_cast<double>(w.size()) >= 6);
+}
+
+TEST_CASE("qsgd: reproducible steps, checkpointed state, malformed payloads and parameters") {
+  const auto v = gaussian(3000, 60);
+  cd::qsgd<float> a(16);
+  a.state.seed = 42;
+  (void)encode(a, v);
+  std::vector<std::byte> saved;
+  a.state.save(saved);
+  const auto wa = encode(a, v);
+  cd::qsgd<float> b(16);
+  b.state.load(saved);
+  CHECK(b.state.seed == 42);
+  CHECK(encode(b, v) == wa);
+  cd::qsgd<float> other(16);
+  other.state.seed = 43;
+  other.state.step = 1;
+  CHECK(encode(other, v) != wa);  // another seed, another stream
+  CHECK_THROWS_AS(b.state.load(std::span<const std::byte>(saved.data(), saved.size() - 1)), dssync::malformed_payload);
+  // Malformed payloads.
+  std::vector<float> y(v.size());
+  auto dec = [&](std::span<const std::byte> p) { b.decode(p, y); };
+  check_truncations(wa, dec);
+  check_header_fields(wa, dec);
+  auto make = [&](std::uint32_t s, std::vector<std::uint8_t> body) {
+    std::vector<std::byte> p;
+    cd::write_header(p, {cd::codec_id::qsgd, 1, s, 2, body.size()});
+    for (auto x : body) p.push_back(static_cast<std::byte>(x));
+    return p;
+  };
+  std::vector<float> two(2);
+  auto dec2 = [&](const std::vector<std::byte>& p) { b.decode(p, two); };
+  // bucket 4, norm 1.0f, then symbols: element 0 level 1 ("1","0","1" = bits 1,0,1), element 1 zero ("0").
+  const std::vector<std::uint8_t> norm{0x00, 0x00, 0x80, 0x3f};
+  auto body = [&](const std::vector<std::uint8_t>& bits) {
+    std::vector<std::uint8_t> out{4, 0, 0, 0};  // push_back: GCC 12's -Warray-bounds misfires on insert here
+    for (auto x : norm) out.push_back(x);
+    for (auto x : bits) out.push_back(x);
+    return out;
+  };
+  dec2(make(4, body({0b0101})));
+  CHECK(two[0] == 0.25f);
+  CHECK(two[1] == 0.0f);
+  CHECK_THROWS_WITH_AS(dec2(make(0, body({0b0101}))), doctest::Contains("0 levels in the header"), dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec2(make(4, {0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0})), doctest::Contains("bucket size 0"),
+                       dssync::malformed_payload);
+  // Level 5 (gamma 00101) with s = 4; a gamma code longer than s allows; padding bits; stray bytes; no bits.
+  CHECK_THROWS_WITH_AS(dec2(make(4, body({0b01010001, 0}))), doctest::Contains("level 5 above s = 4"),
+                       dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec2(make(4, body({0b00000001, 0}))), doctest::Contains("longer than s = 4 allows"),
+                       dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec2(make(4, body({0b10000101}))), doctest::Contains("padding bits set"), dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec2(make(4, body({0b0101, 0}))), doctest::Contains("1 stray bytes"), dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec2(make(4, body({}))), doctest::Contains("bit stream ends"), dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec2(make(4, {4, 0, 0, 0, 0})), doctest::Contains("bucket norms do not fit"),
+                       dssync::malformed_payload);
+  // Parameters.
+  std::vector<std::byte> w;
+  cd::qsgd<float> zero(0), huge(70000), nob(16, 0);
+  CHECK_THROWS_WITH_AS(zero.encode(v, w), doctest::Contains("0 levels are not in 1..65536"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS(huge.encode(v, w), doctest::Contains("70000 levels"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS(nob.encode(v, w), doctest::Contains("bucket 0 is not in"), dssync::invalid_argument);
+}
+
 TEST_CASE("codecs: bad parameters and a tensor that changes length are named") {
   cd::topk<float> t(0);
   std::vector<std::byte> w;
@@ -345,14 +460,15 @@ TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
     for (int trial = 0; trial < 3000; ++trial) {
       // A valid header for 64 elements with random fields flipped, then random bytes.
       std::vector<std::byte> p;
-      const auto id = static_cast<cd::codec_id>(1 + trial % 4);
+      const auto id = static_cast<cd::codec_id>(1 + trial % 5);
       const std::size_t body = rng() % 80;
       cd::write_header(p, {id, 1, static_cast<std::uint32_t>(rng() % 70), 64, body});
       for (std::size_t i = 0; i < body; ++i) p.push_back(static_cast<std::byte>(rng()));
       if (trial % 7 == 0) p[rng() % p.size()] = static_cast<std::byte>(rng());
       for (auto* dec : {+[](std::span<const std::byte> w, std::span<float> out) { cd::fp16<float>{}.decode(w, out); },
                         +[](std::span<const std::byte> w, std::span<float> out) { cd::onebit<float>{}.decode(w, out); },
-                        +[](std::span<const std::byte> w, std::span<float> out) { cd::topk<float>{}.decode(w, out); }}) {
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::topk<float>{}.decode(w, out); },
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::qsgd<float>{}.decode(w, out); }}) {
         try {
           dec(p, y);
         } catch (const dssync::malformed_payload&) {

@@ -9,7 +9,7 @@
 /// | 0      | 2    | magic "DS" (0x44 0x53)                                           |
 /// | 2      | 1    | codec id (`codecs::codec_id`)                                    |
 /// | 3      | 1    | format version of that codec                                     |
-/// | 4      | 4    | a codec parameter (onebit: bucket size; topk: entries kept)      |
+/// | 4      | 4    | a codec parameter (onebit: bucket size; topk: entries; qsgd: s)  |
 /// | 8      | 8    | element count                                                    |
 /// | 16     | 8    | payload length in bytes (what follows the header, exactly)       |
 ///
@@ -34,7 +34,15 @@ static_assert(std::endian::native == std::endian::little,
               "dssync codecs write little-endian payloads with memcpy; big-endian hosts are not supported");
 
 /// The codec ids of the header. Values are part of the wire format: never reuse or renumber one.
-enum class codec_id : std::uint8_t { fp16 = 1, bf16 = 2, onebit = 3, topk = 4, error_feedback_state = 100 };
+enum class codec_id : std::uint8_t {
+  fp16 = 1,
+  bf16 = 2,
+  onebit = 3,
+  topk = 4,
+  qsgd = 5,
+  error_feedback_state = 100,
+  qsgd_state = 101,
+};
 
 [[nodiscard]] constexpr const char* to_string(codec_id c) noexcept {
   switch (c) {
@@ -42,6 +50,8 @@ enum class codec_id : std::uint8_t { fp16 = 1, bf16 = 2, onebit = 3, topk = 4, e
     case codec_id::bf16: return "bf16";
     case codec_id::onebit: return "onebit";
     case codec_id::topk: return "topk";
+    case codec_id::qsgd: return "qsgd";
+    case codec_id::qsgd_state: return "qsgd state";
     case codec_id::error_feedback_state: return "error-feedback state";
   }
   return "?";
