@@ -395,25 +395,10 @@ report run(const config& cfg) {
     // --link-class: sets separated by ',' (packed apart, Blink's NVLink and PCIe trees), classes in a set
     // joined by '+' ("nvlink,pcie+socket").
     if (!cfg.link_class.empty()) {
-      std::string_view rest = cfg.link_class;
-      while (true) {
-        const auto comma = rest.find(',');
-        std::string_view set = rest.substr(0, comma);
-        dssync::link_classes m = 0;
-        while (true) {
-          const auto plus = set.find('+');
-          const std::string_view c = set.substr(0, plus);
-          const auto k = dssync::link_class_named(c);
-          if (k) m |= dssync::classes({*k});
-          else
-            throw usage_error("--link-class '" + cfg.link_class + "': '" + std::string(c) +
-                              "' is not a link class (nvlink, pcie, socket, network, unspecified)");
-          if (plus == std::string_view::npos) break;
-          set.remove_prefix(plus + 1);
-        }
-        tp.link_sets.push_back(m);
-        if (comma == std::string_view::npos) break;
-        rest.remove_prefix(comma + 1);
+      try {
+        tp.link_sets = dssync::parse_link_sets(cfg.link_class);
+      } catch (const dssync::invalid_argument& e) {
+        throw usage_error(std::string("--link-class: ") + e.what());
       }
     }
     try {

@@ -731,6 +731,23 @@ TEST_CASE("read_dot: link classes") {
   CHECK(count[topo::link_class::unspecified] == 0);
 }
 
+TEST_CASE("parse_link_sets: sets by ',', classes by '+', errors name the word") {
+  using topo::link_class;
+  CHECK(dssync::parse_link_sets("nvlink") == std::vector<dssync::link_classes>{topo::classes({link_class::nvlink})});
+  CHECK(dssync::parse_link_sets("nvlink,pcie+socket") ==
+        std::vector<dssync::link_classes>{topo::classes({link_class::nvlink}),
+                                          topo::classes({link_class::pcie, link_class::socket})});
+  CHECK(dssync::parse_link_sets("network+network") ==
+        std::vector<dssync::link_classes>{topo::classes({link_class::network})});
+  CHECK(dssync::to_string_classes(dssync::parse_link_sets("socket+pcie").at(0)) == "pcie+socket");
+  CHECK_ERROR_HAS(dssync::parse_link_sets("nvlink,infiniband"), "'nvlink,infiniband'",
+                  "'infiniband' is not a link class");
+  CHECK_ERROR_HAS(dssync::parse_link_sets(""), "'' is not a link class");
+  CHECK_ERROR_HAS(dssync::parse_link_sets("nvlink,"), "'' is not a link class");
+  CHECK_ERROR_HAS(dssync::parse_link_sets("pcie++socket"), "'' is not a link class");
+  CHECK_THROWS_AS((void)dssync::parse_link_sets("NVLink"), dssync::invalid_argument);
+}
+
 TEST_CASE("write_dot and read_dot round-trip every built-in model") {
   for (const auto& t : all_models()) {
     CAPTURE(t.name());

@@ -384,7 +384,7 @@ std::optional<double> step_model_time(std::string_view name, const Topo& t, flow
       // Packing is max-flows per candidate arc: milliseconds on a server or a small fabric, seconds on a
       // dense graph of 64 ranks. The cost model stops at `tree::cost_model_max_work` (ranks x arcs) rather
       // than stall on a first call; the policy packs any graph, and packings are cached.
-      if (static_cast<std::size_t>(n) * trees::from_network(t.graph()).arcs.size() > tree::cost_model_max_work)
+      if (static_cast<std::size_t>(n) * boost::num_edges(t.graph()) > tree::cost_model_max_work)
         return std::nullopt;
       const std::size_t count = static_cast<std::size_t>(bytes / static_cast<double>(std::max<std::size_t>(element_size, 1)));
       trees::packing pk;

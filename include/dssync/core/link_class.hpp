@@ -7,6 +7,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "dssync/core/error.hpp"
 
 namespace dssync {
 
@@ -55,6 +58,34 @@ using link_classes = std::uint32_t;
   for (unsigned c = 0; c <= static_cast<unsigned>(link_class::network); ++c)
     if ((m >> c & 1u) != 0) out += (out.empty() ? "" : "+") + std::string(to_string(static_cast<link_class>(c)));
   return out;
+}
+
+/// Parses link-class sets: sets separated by ',' (packed apart, as Blink's NVLink and PCIe trees), classes
+/// within a set joined by '+'. "nvlink,pcie+socket" gives {nvlink}, {pcie, socket}.
+/// \throws invalid_argument naming the text and the word when a word is not a class or a set is empty.
+[[nodiscard]] inline std::vector<link_classes> parse_link_sets(std::string_view text) {
+  std::vector<link_classes> sets;
+  std::string_view rest = text;
+  while (true) {
+    const auto comma = rest.find(',');
+    std::string_view set = rest.substr(0, comma);
+    link_classes m = 0;
+    while (true) {
+      const auto plus = set.find('+');
+      const std::string_view word = set.substr(0, plus);
+      const auto c = link_class_named(word);
+      if (!c)
+        throw invalid_argument("link classes '" + std::string(text) + "': '" + std::string(word) +
+                               "' is not a link class (nvlink, pcie, socket, network, unspecified)");
+      m |= classes({*c});
+      if (plus == std::string_view::npos) break;
+      set.remove_prefix(plus + 1);
+    }
+    sets.push_back(m);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return sets;
 }
 
 }  // namespace dssync
