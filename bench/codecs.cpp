@@ -14,6 +14,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -26,6 +27,8 @@
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
 #include <dssync/codecs/qsgd.hpp>
+#include <dssync/codecs/terngrad.hpp>
+#include <dssync/codecs/threshold.hpp>
 #include <dssync/codecs/topk.hpp>
 
 #include "../examples/train/fmnist.hpp"
@@ -98,6 +101,14 @@ int main(int argc, char** argv) {
     ratio_row("topk 1%", cd::topk<float>(0.01), ">=50");
     ratio_row("topk 0.1%", cd::topk<float>(0.001), "");
     ratio_row("qsgd s=16", cd::qsgd<float>(16), ">=6");
+    ratio_row("terngrad", cd::terngrad<float>{}, "~16");
+    {
+      // Strom's tau is absolute: 3 RMS of this gradient (the first step sends only the tails).
+      double sq = 0;
+      for (float g : grad) sq += static_cast<double>(g) * g;
+      const auto rms = static_cast<float>(std::sqrt(sq / static_cast<double>(std::max<std::size_t>(grad.size(), 1))));
+      ratio_row("threshold 3rms", cd::threshold<float>(3 * rms), "");
+    }
 
     // --- throughput ---------------------------------------------------------------------------------
     const std::size_t n = bytes / sizeof(float);
@@ -139,6 +150,8 @@ int main(int argc, char** argv) {
     run("onebit", cd::onebit<float>{}, ">=0.25");
     run("topk 1%", cd::topk<float>(0.01), ">=0.1");
     run("qsgd s=16", cd::qsgd<float>(16), ">=0.25");
+    run("terngrad", cd::terngrad<float>{}, "");
+    run("threshold 3", cd::threshold<float>(3.0f), "");  // N(0, 1): 0.27 % sent
     return 0;
   }, argc, argv);
 }

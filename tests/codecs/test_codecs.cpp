@@ -10,6 +10,8 @@
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
 #include <dssync/codecs/qsgd.hpp>
+#include <dssync/codecs/terngrad.hpp>
+#include <dssync/codecs/threshold.hpp>
 #include <dssync/codecs/topk.hpp>
 #include <dssync/codecs/wire.hpp>
 
@@ -279,6 +281,65 @@ TEST_CASE("qsgd: levels next to |v|/||v||*s, unbiased, QSGD's variance bound, ra
   CHECK(static_cast<double>(n * sizeof(float)) / static_cast<double>(w.size()) >= 6);
 }
 
+/// QSGD's payload read one bit at a time, straight from the format's description in qsgd.hpp: the
+/// oracle of the word-at-a-time encoder and decoder. Returns the signed level of every element.
+std::vector<long> qsgd_levels_bit_serial(const std::vector<std::byte>& w, std::size_t n, std::uint32_t& s) {
+  std::memcpy(&s, w.data() + 4, 4);
+  std::uint32_t b;
+  std::memcpy(&b, w.data() + 24, 4);
+  std::size_t bit = 8 * (24 + 4 + 4 * ((n + b - 1) / b));
+  auto get = [&] {
+    REQUIRE(bit < 8 * w.size());
+    const unsigned x = (static_cast<unsigned>(w[bit / 8]) >> (bit % 8)) & 1u;
+    ++bit;
+    return x;
+  };
+  std::vector<long> out(n);
+  for (auto& l : out) {
+    if (get() == 0) continue;
+    const bool negative = get() != 0;
+    int k = 0;
+    while (get() == 0) ++k;
+    long v = 1L << k;  // the leading one, then the k low digits from the least significant (version 2)
+    for (int d = 0; d < k; ++d) v |= static_cast<long>(get()) << d;
+    l = negative ? -v : v;
+  }
+  CHECK((bit + 7) / 8 == w.size());
+  return out;
+}
+
+TEST_CASE("qsgd: the word-at-a-time bit stream equals its bit-serial reading, for s up to 65536") {
+  for (std::uint32_t s : {1u, 2u, 3u, 16u, 1000u, 65535u, 65536u})
+    for (std::size_t n : {1u, 63u, 64u, 65u, 5000u}) {
+      INFO("s = " << s << ", " << n << " elements");
+      // Heavy tails put symbols of every length next to long runs of zeros.
+      auto v = gaussian(n, 7 + s);
+      for (std::size_t i = 0; i < n; i += 3) v[i] *= 1e-4f;
+      if (n > 10) v[n / 2] = 1e3f;
+      cd::qsgd<float> c(s, 128);
+      const auto w = encode(c, v);
+      CHECK(w.size() <= c.max_encoded_bytes(n));
+      std::uint32_t s_read = 0;
+      const auto levels = qsgd_levels_bit_serial(w, n, s_read);
+      CHECK(s_read == s);
+      std::vector<float> y(n, 9.0f), acc(n, 1.0f);
+      c.decode(w, y);
+      c.decode_add(w, acc);
+      long nonzero = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        CHECK(std::labs(levels[i]) <= static_cast<long>(s));
+        nonzero += levels[i] != 0;
+        double q = 0;
+        const std::size_t b0 = i / 128 * 128;
+        for (std::size_t j = b0; j < std::min<std::size_t>(n, b0 + 128); ++j) q += static_cast<double>(v[j]) * v[j];
+        const double norm = static_cast<float>(std::sqrt(q));
+        CHECK(y[i] == static_cast<float>(norm * static_cast<double>(std::labs(levels[i])) / s * (levels[i] < 0 ? -1 : 1)));
+        CHECK(acc[i] == 1.0f + y[i]);
+      }
+      CHECK(nonzero > 0);
+    }
+}
+
 TEST_CASE("qsgd: reproducible steps, checkpointed state, malformed payloads and parameters") {
   const auto v = gaussian(3000, 60);
   cd::qsgd<float> a(16);
@@ -303,7 +364,7 @@ TEST_CASE("qsgd: reproducible steps, checkpointed state, malformed payloads and 
   check_header_fields(wa, dec);
   auto make = [&](std::uint32_t s, std::vector<std::uint8_t> body) {
     std::vector<std::byte> p;
-    cd::write_header(p, {cd::codec_id::qsgd, 1, s, 2, body.size()});
+    cd::write_header(p, {cd::codec_id::qsgd, 2, s, 2, body.size()});
     for (auto x : body) p.push_back(static_cast<std::byte>(x));
     return p;
   };
@@ -323,8 +384,22 @@ TEST_CASE("qsgd: reproducible steps, checkpointed state, malformed payloads and 
   CHECK_THROWS_WITH_AS(dec2(make(0, body({0b0101}))), doctest::Contains("0 levels in the header"), dssync::malformed_payload);
   CHECK_THROWS_WITH_AS(dec2(make(4, {0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0})), doctest::Contains("bucket size 0"),
                        dssync::malformed_payload);
-  // Level 5 (gamma 00101) with s = 4; a gamma code longer than s allows; padding bits; stray bytes; no bits.
-  CHECK_THROWS_WITH_AS(dec2(make(4, body({0b01010001, 0}))), doctest::Contains("level 5 above s = 4"),
+  // Level 3 ("1", "0", zero, one, low digit 1), and level 2 (low digit 0): the low digits come least
+  // significant first (version 2).
+  dec2(make(4, body({0b00011001})));
+  CHECK(two[0] == 0.75f);
+  CHECK(two[1] == 0.0f);
+  dec2(make(4, body({0b00001011})));
+  CHECK(two[0] == -0.5f);
+  // Level 5 (zeros 00, one, low digits 1, 0) with s = 4; a gamma code longer than s allows; padding bits;
+  // stray bytes; no bits; a stream that ends in a code's zeros.
+  CHECK_THROWS_WITH_AS(dec2(make(4, body({0b00110001, 0}))), doctest::Contains("level 5 above s = 4"),
+                       dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec2(make(65536, body({0b00000001}))), doctest::Contains("bit stream ends"), dssync::malformed_payload);
+  // A version 1 payload (low digits most significant first) is refused by its version.
+  auto v1 = make(4, body({0b0101}));
+  v1[3] = std::byte{1};
+  CHECK_THROWS_WITH_AS(dec2(v1), doctest::Contains("format version 1, this decoder reads version 2"),
                        dssync::malformed_payload);
   CHECK_THROWS_WITH_AS(dec2(make(4, body({0b00000001, 0}))), doctest::Contains("longer than s = 4 allows"),
                        dssync::malformed_payload);
@@ -440,6 +515,14 @@ TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
     std::vector<std::uint8_t> ok_body{2, 0};  // indices 2 and 3
     for (int i = 0; i < 8; ++i) ok_body.push_back(0);
     dec10(make(2, ok_body));
+    CHECK(ten[2] == 0.0f);
+    // A header that claims more entries than its bytes can hold is refused before anything is allocated.
+    std::vector<std::byte> big;
+    cd::write_header(big, {cd::codec_id::topk, 1, 1000000, 1000000, 3});
+    for (int i = 0; i < 3; ++i) big.push_back(std::byte{0});
+    std::vector<float> million(1000000);
+    CHECK_THROWS_WITH_AS(c.decode(big, million), doctest::Contains("1000000 entries need at least 5000000 bytes, 3 follow"),
+                         dssync::malformed_payload);
     CHECK_THROWS_WITH_AS(dec10(make(11, {})), doctest::Contains("11 entries in the header for 10 elements"),
                          dssync::malformed_payload);
     CHECK_THROWS_WITH_AS(dec10(make(1, {10, 0, 0, 0, 0})), doctest::Contains("beyond the last element 9"),
@@ -450,7 +533,7 @@ TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
                          doctest::Contains("longer than 10 bytes"), dssync::malformed_payload);
     CHECK_THROWS_WITH_AS(dec10(make(1, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})),
                          doctest::Contains("overflows 64 bits"), dssync::malformed_payload);
-    CHECK_THROWS_WITH_AS(dec10(make(1, {0x85})), doctest::Contains("truncated inside a varint"),
+    CHECK_THROWS_WITH_AS(dec10(make(1, {0x85, 0x80, 0x80, 0x80, 0x80})), doctest::Contains("truncated inside a varint"),
                          dssync::malformed_payload);
   }
   SUBCASE("random bytes never crash a decoder") {
@@ -460,15 +543,18 @@ TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
     for (int trial = 0; trial < 3000; ++trial) {
       // A valid header for 64 elements with random fields flipped, then random bytes.
       std::vector<std::byte> p;
-      const auto id = static_cast<cd::codec_id>(1 + trial % 5);
+      const auto id = static_cast<cd::codec_id>(1 + trial % 7);
       const std::size_t body = rng() % 80;
-      cd::write_header(p, {id, 1, static_cast<std::uint32_t>(rng() % 70), 64, body});
+      const std::uint8_t version = id == cd::codec_id::qsgd ? 2 : 1;
+      cd::write_header(p, {id, version, static_cast<std::uint32_t>(rng() % 70), 64, body});
       for (std::size_t i = 0; i < body; ++i) p.push_back(static_cast<std::byte>(rng()));
       if (trial % 7 == 0) p[rng() % p.size()] = static_cast<std::byte>(rng());
       for (auto* dec : {+[](std::span<const std::byte> w, std::span<float> out) { cd::fp16<float>{}.decode(w, out); },
                         +[](std::span<const std::byte> w, std::span<float> out) { cd::onebit<float>{}.decode(w, out); },
                         +[](std::span<const std::byte> w, std::span<float> out) { cd::topk<float>{}.decode(w, out); },
-                        +[](std::span<const std::byte> w, std::span<float> out) { cd::qsgd<float>{}.decode(w, out); }}) {
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::qsgd<float>{}.decode(w, out); },
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::terngrad<float>{}.decode(w, out); },
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::threshold<float>{}.decode(w, out); }}) {
         try {
           dec(p, y);
         } catch (const dssync::malformed_payload&) {
@@ -479,5 +565,159 @@ TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
     CHECK(refused > 0);
   }
 }
+
+TEST_CASE("terngrad: values in {-s, 0, s}, unbiased without clipping, clipping at c sigma, malformed payloads") {
+  for (std::size_t n : {0u, 1u, 5u, 1000u, 4097u}) {
+    INFO(n << " elements");
+    const auto v = gaussian(n, 80);
+    cd::terngrad<float> c(512, 0.0);
+    const int steps = 300;
+    std::vector<double> mean(n, 0.0);
+    for (int t = 0; t < steps; ++t) {
+      const auto w = encode(c, v);
+      CHECK(w.size() == c.max_encoded_bytes(n));
+      std::vector<float> y(n);
+      c.decode(w, y);
+      for (std::size_t b0 = 0; b0 < n; b0 += 512) {
+        float top = 0;
+        for (std::size_t i = b0; i < std::min<std::size_t>(n, b0 + 512); ++i) top = std::max(top, std::fabs(v[i]));
+        for (std::size_t i = b0; i < std::min<std::size_t>(n, b0 + 512); ++i) {
+          CHECK((y[i] == 0 || y[i] == (v[i] < 0 ? -top : top)));
+          mean[i] += y[i];
+        }
+      }
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      // Each draw is s or 0 with variance at most s^2 / 4: five standard errors (s <= 4.5 here).
+      CHECK(std::fabs(mean[i] / steps - v[i]) <= 5 * 0.5 * 4.5 / std::sqrt(double(steps)));
+    }
+    CHECK(c.state.step == static_cast<std::uint64_t>(steps));
+  }
+  // Clipping: the scale is c sigma when an outlier is above it, and the outlier is sent as +-scale.
+  std::vector<float> v = gaussian(4096, 81);
+  v[7] = 100.0f;
+  cd::terngrad<float> clipped(4096, 2.5);
+  std::vector<float> y(v.size());
+  clipped.decode(encode(clipped, v), y);
+  double sum = 0, sq = 0;
+  for (float x : v) {
+    sum += x;
+    sq += static_cast<double>(x) * x;
+  }
+  const double sigma = std::sqrt(sq / 4096 - (sum / 4096) * (sum / 4096));
+  CHECK(y[7] == static_cast<float>(2.5 * sigma));  // |v| / s >= 1: always sent
+  for (float x : y) CHECK(std::fabs(x) <= static_cast<float>(2.5 * sigma));
+  // A NaN makes its bucket zero; decode_add adds; ratio about 16.
+  auto nan = gaussian(100, 82);
+  nan[3] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> z(100, 1.0f);
+  cd::terngrad<float> t(64);
+  t.decode_add(encode(t, nan), z);
+  for (std::size_t i = 0; i < 64; ++i) CHECK(z[i] == 1.0f);
+  cd::terngrad<float> dflt;  // buckets of 4096: 2 bits and 1/128 of a scale per element
+  const auto big = encode(dflt, gaussian(1 << 16, 83));
+  CHECK(static_cast<double>((1 << 16) * sizeof(float)) / static_cast<double>(big.size()) >= 15);
+  // Reproducible: a saved state gives the same next step.
+  cd::terngrad<float> a(256), b(256);
+  a.state.seed = 9;
+  (void)encode(a, v);
+  std::vector<std::byte> saved;
+  a.state.save(saved);
+  b.state.load(saved);
+  CHECK(encode(a, v) == encode(b, v));
+  // Malformed payloads.
+  cd::terngrad<float> m(100);
+  const auto w = encode(m, std::vector<float>(v.begin(), v.begin() + 997));
+  std::vector<float> out(997, 3.0f);
+  auto dec = [&](std::span<const std::byte> p) { m.decode(p, out); };
+  check_truncations(w, dec);
+  check_header_fields(w, dec);
+  auto bad = w;
+  bad[24 + 4 * 10] = std::byte{0x03};  // element 0: code 3
+  CHECK_THROWS_WITH_AS(dec(bad), doctest::Contains("element 0 has code 3"), dssync::malformed_payload);
+  bad = w;
+  bad.back() |= std::byte{0x80};  // 997 % 4 = 1: bits 2-7 of the last byte are padding
+  CHECK_THROWS_WITH_AS(dec(bad), doctest::Contains("padding bits set"), dssync::malformed_payload);
+  bad = w;
+  const float minus = -1.0f;
+  std::memcpy(bad.data() + 24, &minus, 4);
+  CHECK_THROWS_WITH_AS(dec(bad), doctest::Contains("bucket 0 has scale -1"), dssync::malformed_payload);
+  bad = w;
+  bad[4] = std::byte{99};  // another bucket size: another length
+  CHECK_THROWS_WITH_AS(dec(bad), doctest::Contains("in buckets of 99 take"), dssync::malformed_payload);
+  CHECK(std::all_of(out.begin(), out.end(), [](float x) { return x == 3.0f; }));
+  std::vector<std::byte> sink;
+  cd::terngrad<float> zero(0), neg(16, -1.0);
+  CHECK_THROWS_WITH_AS(zero.encode(v, sink), doctest::Contains("bucket 0 is not in"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS(neg.encode(v, sink), doctest::Contains("clip -1"), dssync::invalid_argument);
+}
+
+TEST_CASE("threshold: +-tau where |g + r| >= tau, the residual keeps the rest, malformed payloads") {
+  for (std::size_t n : {0u, 1u, 9u, 1000u}) {
+    INFO(n << " elements");
+    cd::threshold<float> c(0.5f);
+    std::vector<double> r(n, 0.0), sent(n, 0.0), total(n, 0.0);
+    for (int t = 0; t < 20; ++t) {
+      const auto g = gaussian(n, 90 + static_cast<unsigned>(t), 0.3f);
+      const auto w = encode(c, g);
+      CHECK(w.size() <= c.max_encoded_bytes(n));
+      std::vector<float> y(n, 7.0f);
+      c.decode(w, y);
+      for (std::size_t i = 0; i < n; ++i) {
+        // Oracle in float, as the codec: r += g; send +-tau where |r| >= tau.
+        float ri = static_cast<float>(r[i]) + g[i];
+        float want = 0;
+        if (std::fabs(ri) >= 0.5f) {
+          want = ri < 0 ? -0.5f : 0.5f;
+          ri -= want;
+        }
+        r[i] = ri;
+        CHECK(y[i] == want);
+        CHECK(c.state.residual[i] == ri);
+        sent[i] += y[i];
+        total[i] += g[i];
+      }
+    }
+    // Nothing is lost: what was sent plus the residual is the sum of the gradients.
+    for (std::size_t i = 0; i < n; ++i) CHECK(sent[i] + c.state.residual[i] == doctest::Approx(total[i]).epsilon(1e-5));
+  }
+  // Malformed payloads.
+  cd::threshold<float> c(0.1f);
+  const auto x = gaussian(1000, 95);
+  const auto w = encode(c, x);
+  std::vector<float> y(1000, 3.0f);
+  auto dec = [&](std::span<const std::byte> p) { c.decode(p, y); };
+  check_truncations(w, dec);
+  check_header_fields(w, dec);
+  CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 3.0f; }));
+  auto make = [&](std::uint32_t m, float tau, std::vector<std::uint8_t> body) {
+    std::vector<std::byte> p;
+    cd::write_header(p, {cd::codec_id::threshold, 1, m, 10, 4 + body.size()});
+    cd::write_value(p, tau);
+    for (auto b : body) p.push_back(static_cast<std::byte>(b));
+    return p;
+  };
+  std::vector<float> ten(10);
+  auto dec10 = [&](const std::vector<std::byte>& p) { c.decode(p, ten); };
+  dec10(make(2, 0.25f, {1, 2, 0b10}));  // indices 1 and 4, the second negative
+  CHECK(ten[1] == 0.25f);
+  CHECK(ten[4] == -0.25f);
+  CHECK_THROWS_WITH_AS(dec10(make(11, 0.25f, {})), doctest::Contains("11 entries in the header for 10 elements"),
+                       dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec10(make(1, -0.25f, {0, 0})), doctest::Contains("tau -0.25"), dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec10(make(1, std::numeric_limits<float>::infinity(), {0, 0})), doctest::Contains("tau inf"),
+                       dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec10(make(1, 0.25f, {10, 0})), doctest::Contains("beyond the last element 9"),
+                       dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec10(make(1, 0.25f, {0, 0b10})), doctest::Contains("padding bits set"),
+                       dssync::malformed_payload);
+  CHECK_THROWS_WITH_AS(dec10(make(3, 0.25f, {0, 0})), doctest::Contains("3 entries need at least 3 index bytes"),
+                       dssync::malformed_payload);
+  std::vector<std::byte> sink;
+  cd::threshold<float> zero(0.0f), inf(std::numeric_limits<float>::infinity());
+  CHECK_THROWS_WITH_AS(zero.encode(x, sink), doctest::Contains("tau 0"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS(inf.encode(x, sink), doctest::Contains("tau inf"), dssync::invalid_argument);
+}
+
 
 TEST_SUITE_END();

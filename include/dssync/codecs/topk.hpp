@@ -84,12 +84,12 @@ struct topk {
   /// \throws malformed_payload for a bad header, k above the element count, an index out of range or not
   ///   increasing, a bad varint, or a payload that is truncated or too long. `out` is untouched then.
   void decode(std::span<const std::byte> w, std::span<T> out) const {
-    const std::size_t values = validate(w, out.size());
+    const parsed p = parse(w, out.size());
     std::fill(out.begin(), out.end(), T{});
-    apply(w, out, values);
+    apply(p, out);
   }
   /// Adds the decoded entries to `out` (decode-and-sum of an allgather of payloads).
-  void decode_add(std::span<const std::byte> w, std::span<T> out) const { apply(w, out, validate(w, out.size())); }
+  void decode_add(std::span<const std::byte> w, std::span<T> out) const { apply(parse(w, out.size()), out); }
   [[nodiscard]] std::size_t max_encoded_bytes(std::size_t n) const {
     const std::size_t k = k_of(n);
     return header_bytes + k * (sizeof(T) + 5);  // an index below 2^32 takes at most 5 varint bytes
@@ -101,14 +101,27 @@ struct topk {
       throw invalid_argument("codecs::topk: ratio " + std::to_string(ratio) + " is not in (0, 1]");
   }
 
-  /// Checks all of `w` for `n` elements; returns the offset of the values.
-  [[nodiscard]] static std::size_t validate(std::span<const std::byte> w, std::size_t n) {
+  /// A checked payload: its indices, decoded, and its values, still raw.
+  struct parsed {
+    std::vector<std::uint32_t> index;
+    std::span<const std::byte> values;
+  };
+
+  /// Reads and checks all of `w` for `n` elements in one pass; nothing is written to an output before
+  /// the whole payload has passed.
+  [[nodiscard]] static parsed parse(std::span<const std::byte> w, std::size_t n) {
     const header h = read_header(w, codec_id::topk, version, n);
     const std::size_t k = h.param;
     if (k > n)
       throw malformed_payload("codecs::topk: " + std::to_string(k) + " entries in the header for " +
                               std::to_string(n) + " elements");
     reader rd(w.subspan(header_bytes), "codecs::topk");
+    if (k > rd.left() / (1 + sizeof(T)))  // an entry takes at least 1 + sizeof(T) bytes: refuse before allocating
+      throw malformed_payload("codecs::topk: payload truncated: " + std::to_string(k) + " entries need at least " +
+                              std::to_string(k * (1 + sizeof(T))) + " bytes, " + std::to_string(rd.left()) +
+                              " follow the header");
+    parsed p;
+    p.index.resize(k);
     std::uint64_t next = 0;  // the smallest index the next entry may have
     for (std::size_t j = 0; j < k; ++j) {
       const std::uint64_t gap = rd.varint();
@@ -117,25 +130,19 @@ struct topk {
                                 " past index " + std::to_string(next) + ", beyond the last element " +
                                 std::to_string(n - 1));
       next += gap + 1;
+      p.index[j] = static_cast<std::uint32_t>(next - 1);
     }
-    const std::size_t values = header_bytes + (w.size() - header_bytes - rd.left());
-    (void)rd.bytes(k * sizeof(T));
+    p.values = rd.bytes(k * sizeof(T));
     rd.expect_end();
-    return values;
+    return p;
   }
 
-  /// Adds the entries of a validated payload to `out`.
-  static void apply(std::span<const std::byte> w, std::span<T> out, std::size_t values) {
-    std::uint32_t k;
-    std::memcpy(&k, w.data() + 4, 4);
-    reader rd(w.subspan(header_bytes), "codecs::topk");
-    std::size_t next = 0;
-    for (std::size_t j = 0; j < k; ++j) {
-      const std::size_t i = next + static_cast<std::size_t>(rd.varint());
+  /// Adds the entries of a parsed payload to `out`.
+  static void apply(const parsed& p, std::span<T> out) {
+    for (std::size_t j = 0; j < p.index.size(); ++j) {
       T v;
-      std::memcpy(&v, w.data() + values + j * sizeof(T), sizeof(T));
-      out[i] += v;
-      next = i + 1;
+      std::memcpy(&v, p.values.data() + j * sizeof(T), sizeof(T));
+      out[p.index[j]] += v;
     }
   }
 

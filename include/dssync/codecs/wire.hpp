@@ -9,7 +9,7 @@
 /// | 0      | 2    | magic "DS" (0x44 0x53)                                           |
 /// | 2      | 1    | codec id (`codecs::codec_id`)                                    |
 /// | 3      | 1    | format version of that codec                                     |
-/// | 4      | 4    | a codec parameter (onebit: bucket size; topk: entries; qsgd: s)  |
+/// | 4      | 4    | a codec parameter (onebit, terngrad: bucket; topk, threshold: entries; qsgd: s) |
 /// | 8      | 8    | element count                                                    |
 /// | 16     | 8    | payload length in bytes (what follows the header, exactly)       |
 ///
@@ -40,8 +40,11 @@ enum class codec_id : std::uint8_t {
   onebit = 3,
   topk = 4,
   qsgd = 5,
+  terngrad = 6,
+  threshold = 7,
   error_feedback_state = 100,
   qsgd_state = 101,
+  terngrad_state = 102,
 };
 
 [[nodiscard]] constexpr const char* to_string(codec_id c) noexcept {
@@ -51,6 +54,9 @@ enum class codec_id : std::uint8_t {
     case codec_id::onebit: return "onebit";
     case codec_id::topk: return "topk";
     case codec_id::qsgd: return "qsgd";
+    case codec_id::terngrad: return "terngrad";
+    case codec_id::threshold: return "threshold";
+    case codec_id::terngrad_state: return "terngrad state";
     case codec_id::qsgd_state: return "qsgd state";
     case codec_id::error_feedback_state: return "error-feedback state";
   }
