@@ -69,11 +69,7 @@ struct threshold {
     const auto at = out.size();
     write_header(out, {codec_id::threshold, version, static_cast<std::uint32_t>(m), n, 0});
     write_value(out, tau);
-    std::size_t prev = 0;
-    for (std::size_t j = 0; j < m; ++j) {
-      write_varint(out, j == 0 ? chosen_[j] : chosen_[j] - prev - 1);
-      prev = chosen_[j];
-    }
+    write_index_gaps(out, chosen_);
     const auto signs = out.size();
     out.resize(signs + (m + 7) / 8, std::byte{0});
     for (std::size_t j = 0; j < m; ++j)
@@ -115,20 +111,7 @@ struct threshold {
     if (!(p.tau > 0) || !std::isfinite(p.tau))
       throw malformed_payload("codecs::threshold: tau " + std::to_string(static_cast<double>(p.tau)) +
                               " in the payload is not a positive finite number");
-    if (m > rd.left())  // an entry takes at least one index byte: refuse before allocating
-      throw malformed_payload("codecs::threshold: payload truncated: " + std::to_string(m) + " entries need at least " +
-                              std::to_string(m) + " index bytes, " + std::to_string(rd.left()) + " follow tau");
-    p.index.resize(m);
-    std::uint64_t next = 0;
-    for (std::size_t j = 0; j < m; ++j) {
-      const std::uint64_t gap = rd.varint();
-      if (gap >= n - next)
-        throw malformed_payload("codecs::threshold: entry " + std::to_string(j) + " is " + std::to_string(gap) +
-                                " past index " + std::to_string(next) + ", beyond the last element " +
-                                std::to_string(n - 1));
-      next += gap + 1;
-      p.index[j] = static_cast<std::uint32_t>(next - 1);
-    }
+    p.index = read_index_gaps(rd, m, n, "codecs::threshold");
     p.signs = rd.bytes((m + 7) / 8);
     rd.expect_end();
     if (m % 8 != 0 && (static_cast<unsigned>(p.signs[m / 8]) >> (m % 8)) != 0)

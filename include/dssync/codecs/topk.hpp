@@ -65,12 +65,7 @@ struct topk {
     select(in, k, n);  // and r = g + r
     const auto at = out.size();
     write_header(out, {codec_id::topk, version, static_cast<std::uint32_t>(k), n, 0});
-    std::size_t prev = 0;
-    for (std::size_t j = 0; j < k; ++j) {
-      const std::size_t i = chosen_[j];
-      write_varint(out, j == 0 ? i : i - prev - 1);
-      prev = i;
-    }
+    write_index_gaps(out, chosen_);
     const auto values = out.size();
     out.resize(values + k * sizeof(T));
     T* r = state.residual.data();
@@ -121,17 +116,7 @@ struct topk {
                               std::to_string(k * (1 + sizeof(T))) + " bytes, " + std::to_string(rd.left()) +
                               " follow the header");
     parsed p;
-    p.index.resize(k);
-    std::uint64_t next = 0;  // the smallest index the next entry may have
-    for (std::size_t j = 0; j < k; ++j) {
-      const std::uint64_t gap = rd.varint();
-      if (gap >= n - next)
-        throw malformed_payload("codecs::topk: entry " + std::to_string(j) + " is " + std::to_string(gap) +
-                                " past index " + std::to_string(next) + ", beyond the last element " +
-                                std::to_string(n - 1));
-      next += gap + 1;
-      p.index[j] = static_cast<std::uint32_t>(next - 1);
-    }
+    p.index = read_index_gaps(rd, k, n, "codecs::topk");
     p.values = rd.bytes(k * sizeof(T));
     rd.expect_end();
     return p;

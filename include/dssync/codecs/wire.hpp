@@ -189,6 +189,38 @@ inline void write_varint(std::vector<std::byte>& out, std::uint64_t v) {
   out.push_back(static_cast<std::byte>(v));
 }
 
+/// Appends increasing indices as unsigned LEB128 varints: the first as itself, each next as its gap
+/// minus one (topk, threshold).
+inline void write_index_gaps(std::vector<std::byte>& out, std::span<const std::uint32_t> index) {
+  std::uint64_t prev = 0;
+  for (std::size_t j = 0; j < index.size(); ++j) {
+    write_varint(out, j == 0 ? index[j] : index[j] - prev - 1);
+    prev = index[j];
+  }
+}
+
+/// Reads `m` indices written by `write_index_gaps`, each below `n`.
+/// \throws malformed_payload naming `who` for an index at or past `n`, a bad varint or a truncation, and
+///   before allocating, for `m` above the bytes left (each index takes at least one).
+[[nodiscard]] inline std::vector<std::uint32_t> read_index_gaps(reader& rd, std::size_t m, std::size_t n,
+                                                                const char* who) {
+  if (m > rd.left())
+    throw malformed_payload(std::string(who) + ": payload truncated: " + std::to_string(m) + " entries need at least " +
+                            std::to_string(m) + " index bytes, " + std::to_string(rd.left()) + " are left");
+  std::vector<std::uint32_t> index(m);
+  std::uint64_t next = 0;  // the smallest index the next entry may have
+  for (std::size_t j = 0; j < m; ++j) {
+    const std::uint64_t gap = rd.varint();
+    if (gap >= n - next)
+      throw malformed_payload(std::string(who) + ": entry " + std::to_string(j) + " is " + std::to_string(gap) +
+                              " past index " + std::to_string(next) + ", beyond the last element " +
+                              std::to_string(n - 1));
+    next += gap + 1;
+    index[j] = static_cast<std::uint32_t>(next - 1);
+  }
+  return index;
+}
+
 /// Appends the bytes of `v`.
 template <class V>
 void write_value(std::vector<std::byte>& out, const V& v) {
