@@ -10,6 +10,7 @@
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
 #include <dssync/codecs/qsgd.hpp>
+#include <dssync/codecs/randomk.hpp>
 #include <dssync/codecs/terngrad.hpp>
 #include <dssync/codecs/threshold.hpp>
 #include <dssync/codecs/topk.hpp>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 #include <span>
@@ -543,7 +545,7 @@ TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
     for (int trial = 0; trial < 3000; ++trial) {
       // A valid header for 64 elements with random fields flipped, then random bytes.
       std::vector<std::byte> p;
-      const auto id = static_cast<cd::codec_id>(1 + trial % 7);
+      const auto id = static_cast<cd::codec_id>(1 + trial % 8);
       const std::size_t body = rng() % 80;
       const std::uint8_t version = id == cd::codec_id::qsgd ? 2 : 1;
       cd::write_header(p, {id, version, static_cast<std::uint32_t>(rng() % 70), 64, body});
@@ -554,7 +556,8 @@ TEST_CASE("codecs: malformed payloads are refused, never read out of bounds") {
                         +[](std::span<const std::byte> w, std::span<float> out) { cd::topk<float>{}.decode(w, out); },
                         +[](std::span<const std::byte> w, std::span<float> out) { cd::qsgd<float>{}.decode(w, out); },
                         +[](std::span<const std::byte> w, std::span<float> out) { cd::terngrad<float>{}.decode(w, out); },
-                        +[](std::span<const std::byte> w, std::span<float> out) { cd::threshold<float>{}.decode(w, out); }}) {
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::threshold<float>{}.decode(w, out); },
+                        +[](std::span<const std::byte> w, std::span<float> out) { cd::randomk<float>{}.decode(w, out); }}) {
         try {
           dec(p, y);
         } catch (const dssync::malformed_payload&) {
@@ -717,6 +720,95 @@ TEST_CASE("threshold: +-tau where |g + r| >= tau, the residual keeps the rest, m
   cd::threshold<float> zero(0.0f), inf(std::numeric_limits<float>::infinity());
   CHECK_THROWS_WITH_AS(zero.encode(x, sink), doctest::Contains("tau 0"), dssync::invalid_argument);
   CHECK_THROWS_WITH_AS(inf.encode(x, sink), doctest::Contains("tau inf"), dssync::invalid_argument);
+}
+
+
+TEST_CASE("randomk: k distinct indices from the key, uniform, shared by a shared seed, error feedback, malformed") {
+  for (std::size_t n : {0u, 1u, 10u, 1000u})
+    for (double ratio : {0.01, 0.3, 1.0}) {
+      INFO(n << " elements, ratio " << ratio);
+      cd::randomk<float> c(ratio), twin(ratio);
+      c.rng.seed = twin.rng.seed = 77;
+      const std::size_t k = c.k_of(n);
+      std::vector<double> sent(n, 0.0), total(n, 0.0);
+      std::vector<int> picked(n, 0);
+      const int steps = 200;
+      for (int t = 0; t < steps; ++t) {
+        const auto g = gaussian(n, 100 + static_cast<unsigned>(t));
+        const auto w = encode(c, g);
+        CHECK(w.size() == c.max_encoded_bytes(n));
+        CHECK(encode(twin, gaussian(n, 999)).size() == w.size());  // another rank, another gradient...
+        std::vector<float> y(n, 5.0f);
+        c.decode(w, y);
+        std::size_t nonzero_slots = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+          // ...the same indices: the residual is zero exactly where this step sent (a zero value aside).
+          const bool sent_here = c.state.residual[i] == 0.0f;
+          CHECK((twin.state.residual[i] == 0.0f) == sent_here);
+          if (sent_here) ++picked[i], ++nonzero_slots;
+          sent[i] += y[i];
+          total[i] += g[i];
+        }
+        CHECK(nonzero_slots == k);
+      }
+      for (std::size_t i = 0; i < n; ++i)
+        CHECK(sent[i] + c.state.residual[i] == doctest::Approx(total[i]).epsilon(1e-4).scale(1.0));
+      // Each index is picked with probability k / n: within five standard deviations over the steps.
+      if (n > 0) {
+        const double p = static_cast<double>(k) / static_cast<double>(n);
+        for (std::size_t i = 0; i < n; ++i)
+          CHECK(std::fabs(picked[i] - steps * p) <= 5 * std::sqrt(steps * p * (1 - p)) + 1e-9);
+      }
+    }
+  // The sampler keeps exactly k, increasing.
+  std::vector<std::uint32_t> idx;
+  for (std::size_t k : {0u, 1u, 7u, 100u}) {
+    cd::randomk<float>::indices(12345, k, 100, idx);
+    CHECK(idx.size() == k);
+    CHECK(std::is_sorted(idx.begin(), idx.end()));
+    CHECK(std::adjacent_find(idx.begin(), idx.end()) == idx.end());
+  }
+  // Every set is equally likely: the 10 sets of 2 out of 5 over 20,000 keys, each within five standard
+  // deviations of 2,000.
+  std::map<std::pair<std::uint32_t, std::uint32_t>, int> sets;
+  for (std::uint64_t key = 0; key < 20000; ++key) {
+    cd::randomk<float>::indices(cd::mix(key, 3), 2, 5, idx);
+    REQUIRE(idx.size() == 2);
+    ++sets[{idx[0], idx[1]}];
+  }
+  CHECK(sets.size() == 10);
+  for (const auto& [set, count] : sets) CHECK(std::abs(count - 2000) <= 5 * std::sqrt(20000 * 0.1 * 0.9));
+  // Checkpoint: the residual and the stream give bitwise the same next step.
+  cd::randomk<float> a(0.1), b(0.1);
+  const auto x = gaussian(500, 110);
+  (void)encode(a, x);
+  std::vector<std::byte> s1, s2;
+  a.state.save(s1);
+  a.rng.save(s2);
+  b.state.load(s1);
+  b.rng.load(s2);
+  CHECK(encode(a, x) == encode(b, x));
+  // Malformed payloads.
+  const auto w = encode(a, x);
+  std::vector<float> y(500, 3.0f);
+  auto dec = [&](std::span<const std::byte> p) { a.decode(p, y); };
+  check_truncations(w, dec);
+  check_header_fields(w, dec);
+  auto bad = w;
+  bad[4] = std::byte{49};  // k = 49: another length
+  CHECK_THROWS_WITH_AS(dec(bad), doctest::Contains("49 entries take 204 bytes, the payload has 208"),
+                       dssync::malformed_payload);
+  std::vector<float> few(10);
+  std::vector<std::byte> over;
+  cd::write_header(over, {cd::codec_id::randomk, 1, 11, 10, 8 + 44});
+  over.resize(over.size() + 52);
+  CHECK_THROWS_WITH_AS(a.decode(over, few), doctest::Contains("11 entries in the header for 10 elements"),
+                       dssync::malformed_payload);
+  CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 3.0f; }));
+  std::vector<std::byte> sink;
+  cd::randomk<float> zero(0.0);
+  CHECK_THROWS_WITH_AS(zero.encode(x, sink), doctest::Contains("ratio 0.000000 is not in (0, 1]"),
+                       dssync::invalid_argument);
 }
 
 
