@@ -3,7 +3,9 @@
 # of the unit tests, and an nvcc compile check of CUDA sources (if any).
 #
 # Environment:
-#   DSSYNC_SKIP_SANITIZERS=1   skip the ASan/UBSan and TSan stages
+#   DSSYNC_SKIP_SANITIZERS=1   skip the ASan/UBSan, TSan and libFuzzer stages
+#   DSSYNC_FUZZ_RUNS=<n>       inputs per libFuzzer target (default: 20000)
+#   CLANGXX=<compiler>         Clang of the libFuzzer stage (default: clang++-14, else clang++)
 #   DSSYNC_SKIP_DEPS=1         do not run scripts/install-deps.sh
 #   DSSYNC_BUILD_ROOT=<dir>    where build/, build-asan/, build-tsan/, build-cuda/
 #                              are created (default: the repository root)
@@ -22,6 +24,7 @@ B_MAIN="$BUILD_ROOT/build"
 B_ASAN="$BUILD_ROOT/build-asan"
 B_TSAN="$BUILD_ROOT/build-tsan"
 B_CUDA="$BUILD_ROOT/build-cuda"
+B_FUZZ="$BUILD_ROOT/build-fuzz"
 NVCC="${NVCC:-/usr/local/cuda/bin/nvcc}"
 
 STAGE_NAMES=()
@@ -146,6 +149,27 @@ stage_tsan() {
   fi
 }
 
+# libFuzzer: each codec decoder's target (fuzz/) runs a fixed number of inputs from a seed corpus,
+# with ASan and UBSan: an event-bounded run, the same inputs every time (-seed=1).
+stage_fuzz() {
+  local clangxx="${CLANGXX:-}"
+  if [[ -z "$clangxx" ]]; then  # Debian's clang-14 (install-deps.sh) installs clang++-14
+    clangxx="$(command -v clang++-14 || command -v clang++ || echo clang++)"
+  fi
+  if ! command -v "$clangxx" >/dev/null 2>&1; then
+    echo "$clangxx not found: the libFuzzer targets need Clang"
+    return $SKIP_RC
+  fi
+  CXX="$clangxx" cmake -S "$ROOT" -B "$B_FUZZ" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
+    -DDSSYNC_WERROR=ON \
+    -DDSSYNC_BUILD_TESTS=OFF -DDSSYNC_BUILD_EXAMPLES=OFF -DDSSYNC_BUILD_BENCH=OFF -DDSSYNC_BUILD_TOOLS=OFF \
+    -DDSSYNC_INSTALL=OFF -DDSSYNC_BUILD_FUZZ=ON -DDSSYNC_FUZZ_RUNS="${DSSYNC_FUZZ_RUNS:-20000}"
+  cmake --build "$B_FUZZ" --parallel "$JOBS"
+  run_noaslr ctest --test-dir "$B_FUZZ" -L fuzz --output-on-failure --no-tests=error -j "$JOBS"
+}
+
 stage_cuda() {
   if [[ ! -x "$NVCC" ]]; then
     echo "nvcc not found at $NVCC"
@@ -185,6 +209,7 @@ if [[ "${DSSYNC_SKIP_SANITIZERS:-0}" == 1 ]]; then
 else
   run_stage "AddressSanitizer + UBSan (dssync_tests)" stage_asan
   run_stage "ThreadSanitizer (in-process transport tests)" stage_tsan
+  run_stage "libFuzzer (codec decoders, bounded runs)" stage_fuzz
 fi
 
 run_stage "CUDA compile check (nvcc)" stage_cuda

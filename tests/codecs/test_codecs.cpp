@@ -813,3 +813,55 @@ TEST_CASE("randomk: k distinct indices from the key, uniform, shared by a shared
 
 
 TEST_SUITE_END();
+
+TEST_CASE("codecs: regressions found by the fuzz targets (fuzz/)") {
+  SUBCASE("onebit checks every bucket's padding before it writes: a bad second bucket leaves out untouched") {
+    cd::onebit<float> c(5);
+    auto w = encode(c, gaussian(10, 3));
+    w[cd::header_bytes + 2 * (8 + 1) - 1] |= std::byte{0x80};  // a padding bit of the second bucket
+    std::vector<float> y(10, 4.0f);
+    CHECK_THROWS_WITH_AS(c.decode(w, y), doctest::Contains("padding bits set in the bucket at element 5"),
+                         dssync::malformed_payload);
+    CHECK_THROWS_AS(c.decode_add(w, y), dssync::malformed_payload);
+    CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 4.0f; }));
+  }
+  SUBCASE("terngrad<double>: a bucket beyond float's range is clipped to the largest float, and decodes") {
+    cd::terngrad<double> c(4, 0.0);
+    const std::vector<double> x{1e300, -1e300, 0.0, 1e300, 1.0, 2.0, 3.0, 4.0};
+    const auto w = encode(c, x);
+    std::vector<double> y(8);
+    c.decode(w, y);
+    for (std::size_t i = 0; i < 4; ++i)
+      CHECK((y[i] == 0.0 || std::fabs(y[i]) == static_cast<double>(std::numeric_limits<float>::max())));
+    CHECK(y[2] == 0.0);
+  }
+  SUBCASE("qsgd: a bucket with a NaN or an infinity is sent with every level 0 (one bit each)") {
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+      cd::qsgd<float> c(16, 8);
+      auto x = gaussian(16, 5);
+      x[3] = bad;
+      const auto w = encode(c, x);
+      // The same tensor with a zero first bucket (norm 0: levels 0) codes the same bits; only the norm differs.
+      auto zero = x;
+      std::fill(zero.begin(), zero.begin() + 8, 0.0f);
+      cd::qsgd<float> ref(16, 8);
+      auto wz = encode(ref, zero);
+      REQUIRE(wz.size() == w.size());
+      std::copy(w.begin() + cd::header_bytes + 4, w.begin() + cd::header_bytes + 8, wz.begin() + cd::header_bytes + 4);
+      CHECK(wz == w);
+      std::vector<float> y(16);
+      c.decode(w, y);
+      for (std::size_t i = 0; i < 8; ++i) CHECK(y[i] == 0.0f);  // level 0 decodes to 0, whatever the norm
+      for (std::size_t i = 8; i < 16; ++i) CHECK(std::isfinite(y[i]));
+    }
+  }
+  SUBCASE("a saved random state with a parameter is refused (it would not save back to the same bytes)") {
+    std::vector<std::byte> w;
+    cd::randomk_state{7, 8}.save(w);
+    w[5] = std::byte{0x10};
+    cd::randomk_state s{1, 2};
+    CHECK_THROWS_WITH_AS(s.load(w), doctest::Contains("parameter 4096 in its header, expected 0"),
+                         dssync::malformed_payload);
+    CHECK((s.seed == 1 && s.step == 2));
+  }
+}

@@ -12,6 +12,7 @@
 #include <Eigen/Core>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -34,9 +35,17 @@ namespace detail {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DSSYNC_CODECS_F16C 1
-/// Whether this CPU converts float <-> half in hardware (F16C, x86 since 2012).
+/// Whether this CPU converts float <-> half in hardware (F16C, x86 since 2012) and the OS saves the AVX
+/// registers it uses. CPUID leaf 1 and XGETBV, not `__builtin_cpu_supports`, whose "f16c" Clang rejects.
 inline bool has_f16c() noexcept {
-  static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool yes = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
+    if ((c & bit_OSXSAVE) == 0 || (c & bit_AVX) == 0 || (c & bit_F16C) == 0) return false;
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0x6u) == 0x6u;  // XMM and YMM state enabled in XCR0
+  }();
   return yes;
 }
 /// `n` floats to IEEE halves, 8 at a time with F16C (round to nearest even, as Eigen's software path:

@@ -140,15 +140,22 @@ struct onebit {
       throw malformed_payload("codecs::onebit: payload of " + std::to_string(h.payload) + " bytes, " +
                               std::to_string(n) + " elements in buckets of " + std::to_string(b) + " take " +
                               std::to_string(payload_bytes(n, b)));
+    // Every bucket's padding is checked before anything is written: a malformed payload leaves `out`
+    // untouched (only buckets whose length is not a multiple of 8 have padding).
     const std::byte* p = w.data() + header_bytes;
+    for (std::size_t b0 = 0; b0 < n; b0 += b) {
+      const std::size_t len = std::min(b, n - b0);
+      if (len % 8 != 0 && (static_cast<unsigned>(p[8 + len / 8]) >> (len % 8)) != 0)
+        throw malformed_payload("codecs::onebit: padding bits set in the bucket at element " + std::to_string(b0));
+      p += 8 + (len + 7) / 8;
+    }
+    p = w.data() + header_bytes;
     for (std::size_t b0 = 0; b0 < n; b0 += b) {
       const std::size_t len = std::min(b, n - b0);
       float mp, mn;
       std::memcpy(&mp, p, 4);
       std::memcpy(&mn, p + 4, 4);
       const std::byte* bits = p + 8;
-      if (len % 8 != 0 && (static_cast<unsigned>(bits[len / 8]) >> (len % 8)) != 0)
-        throw malformed_payload("codecs::onebit: padding bits set in the bucket at element " + std::to_string(b0));
       for (std::size_t i = 0; i < len; ++i) {
         const bool nonneg = ((static_cast<unsigned>(bits[i / 8]) >> (i % 8)) & 1u) != 0;
         f(out[b0 + i], static_cast<T>(nonneg ? mp : mn));

@@ -86,7 +86,9 @@ struct qsgd {
       const double scale = quantized ? s / static_cast<double>(norm) : 0.0;  // all levels 0 otherwise
       for (std::size_t i = 0; i < len; ++i) {
         const T v = in[b0 + i];
-        const double x = std::fabs(static_cast<double>(v)) * scale;  // in [0, s] up to rounding
+        // In [0, s] up to rounding; 0 in a bucket that is not quantized (a NaN or an infinity times 0 is
+        // NaN, whose conversion to an integer below is undefined).
+        const double x = quantized ? std::fabs(static_cast<double>(v)) * scale : 0.0;
         const auto f = static_cast<std::uint32_t>(x);                // floor: x >= 0
         std::uint32_t l = f + (uniform(mix(stream, b0 + i)) < x - f ? 1u : 0u);
         l = std::min(l, s_max);

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "dssync/codecs/wire.hpp"
@@ -46,7 +47,10 @@ struct counter_rng_state {
   }
   /// \throws malformed_payload if `w` is not a saved state of this codec.
   void load(std::span<const std::byte> w) {
-    (void)read_header(w, Id, version, 0);
+    const header h = read_header(w, Id, version, 0);
+    if (h.param != 0)
+      throw malformed_payload(std::string("codecs: random state with parameter ") + std::to_string(h.param) +
+                              " in its header, expected 0");
     reader rd(w.subspan(header_bytes), "codecs: random state");
     const auto s = rd.value<std::uint64_t>();
     const auto t = rd.value<std::uint64_t>();

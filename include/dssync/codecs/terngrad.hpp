@@ -8,7 +8,8 @@
 /// sigma the bucket's standard deviation (c = 2.5 in the paper), which trades a small bias for much less
 /// variance; `clip` = 0 turns it off (s = max |g|).
 ///
-/// A bucket with a NaN or an infinity in it is sent with scale 0 (all zeros).
+/// A bucket with a NaN or an infinity in it is sent with scale 0 (all zeros); a bucket of doubles whose
+/// bound exceeds float's range is clipped to the largest float.
 ///
 /// Randomness is counter-based and reproducible (`stochastic.hpp`); the state (`terngrad_state`) is
 /// checkpointable.
@@ -23,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -82,7 +84,10 @@ struct terngrad {
         const double sigma = std::sqrt(std::max(0.0, sq / static_cast<double>(len) - mean * mean));
         bound = std::min(top, clip * sigma);
       }
-      float scale = std::isfinite(bound) && std::isfinite(sq) ? static_cast<float>(bound) : 0.0f;
+      // The scale is a float: a double bucket beyond float's range is clipped to its largest value.
+      float scale = std::isfinite(bound) && std::isfinite(sq)
+                        ? static_cast<float>(std::min(bound, static_cast<double>(std::numeric_limits<float>::max())))
+                        : 0.0f;
       if (!(scale > 0)) scale = 0.0f;
       std::memcpy(scales + 4 * b, &scale, 4);
       if (scale == 0.0f) continue;  // zeros: the codes stay 0
