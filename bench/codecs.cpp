@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include <dssync/codecs/dgc.hpp>
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
 #include <dssync/codecs/qsgd.hpp>
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
     ratio_row("topk 0.1%", cd::topk<float>(0.001), "");
     ratio_row("qsgd s=16", cd::qsgd<float>(16), ">=6");
     ratio_row("randomk 1%", cd::randomk<float>(0.01), "");
+    ratio_row("dgc 0.1%", cd::dgc<float>(0.001), "");  // a first step: topk's payload at 0.1 %
     ratio_row("terngrad", cd::terngrad<float>{}, "~16");
     {
       // Strom's tau is absolute: 3 RMS of this gradient (the first step sends only the tails).
@@ -153,6 +155,7 @@ int main(int argc, char** argv) {
     run("topk 1%", cd::topk<float>(0.01), ">=0.1");
     run("qsgd s=16", cd::qsgd<float>(16), ">=0.25");
     run("randomk 1%", cd::randomk<float>(0.01), "");
+    run("dgc 0.1%", cd::dgc<float>(0.001), "");
     run("terngrad", cd::terngrad<float>{}, "");
     run("threshold 3", cd::threshold<float>(3.0f), "");  // N(0, 1): 0.27 % sent
     return 0;

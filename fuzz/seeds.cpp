@@ -2,6 +2,7 @@
 // parameters, floats with NaN, infinities and zeros among them) and valid saved states, one file each,
 // under <dir>/<target>/. libFuzzer starts from these and mutates them.
 //   usage: dssync_fuzz_seeds <dir>
+#include <dssync/codecs/dgc.hpp>
 #include <dssync/codecs/error_feedback.hpp>
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
@@ -88,6 +89,15 @@ int main(int argc, char** argv) {
   payloads(root / "terngrad", cd::terngrad<float>(17));
   payloads(root / "terngrad", cd::terngrad<float>(4096, 0.0));
   payloads(root / "threshold", cd::threshold<float>(1.0f));
+  payloads(root / "dgc", cd::dgc<float>(0.01, 0.9, 2.0, 3));
+  {
+    cd::dgc<float> d(0.1);
+    std::vector<std::byte> w;
+    d.encode(std::span<const float>(tensor(50, 2)), w);
+    w.clear();
+    d.state.save(w);
+    put(root / "states", w);
+  }
   for (std::size_t n : {0u, 3u, 100u}) {
     cd::error_feedback<float> f;
     f.residual = tensor(n, 1);

@@ -1,6 +1,7 @@
-// libFuzzer target: the loaders of the codecs' saved states (error feedback, the random streams). A load
+// libFuzzer target: the loaders of the codecs' saved states (error feedback, the random streams, DGC). A load
 // throws nothing but malformed_payload and leaves the state as it was when it does; a state it accepts
 // saves back to the same bytes.
+#include <dssync/codecs/dgc.hpp>
 #include <dssync/codecs/error_feedback.hpp>
 #include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/randomk.hpp>
@@ -31,6 +32,11 @@ bool same_residual(const dssync::codecs::error_feedback<T>& a, const dssync::cod
          (a.residual.empty() || std::memcmp(a.residual.data(), b.residual.data(), a.residual.size() * sizeof(T)) == 0);
 }
 
+template <class T>
+bool same_dgc(const dssync::codecs::dgc_state<T>& a, const dssync::codecs::dgc_state<T>& b) {
+  return a.step == b.step && a.momentum == b.momentum && a.accumulated == b.accumulated;
+}
+
 template <class Rng>
 bool same_stream(const Rng& a, const Rng& b) {
   return a.seed == b.seed && a.step == b.step;
@@ -45,6 +51,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   f.residual = {1.0f, -2.0f, 3.0f};
   load_one(w, f, &same_residual<float>);
   load_one(w, cd::error_feedback<double>{}, &same_residual<double>);
+  cd::dgc_state<float> g;
+  g.step = 3;
+  g.momentum = {1.0f, 2.0f};
+  g.accumulated = {3.0f, 4.0f};
+  load_one(w, g, &same_dgc<float>);
+  load_one(w, cd::dgc_state<double>{}, &same_dgc<double>);
   load_one(w, cd::qsgd_state{5, 6}, &same_stream<cd::qsgd_state>);
   load_one(w, cd::terngrad_state{7, 8}, &same_stream<cd::terngrad_state>);
   load_one(w, cd::randomk_state{9, 10}, &same_stream<cd::randomk_state>);

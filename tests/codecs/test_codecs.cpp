@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <Eigen/Core>  // codecs/half.hpp needs Eigen (this include tags the test for CMake)
+#include <dssync/codecs/dgc.hpp>
 #include <dssync/codecs/error_feedback.hpp>
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
@@ -864,4 +865,140 @@ TEST_CASE("codecs: regressions found by the fuzz targets (fuzz/)") {
                          dssync::malformed_payload);
     CHECK((s.seed == 1 && s.step == 2));
   }
+}
+
+namespace {
+
+/// DGC as the paper writes it, on whole vectors with a full sort: the oracle of codecs::dgc.
+struct dgc_oracle {
+  double ratio, m, clip;
+  std::uint64_t warmup;
+  std::uint64_t step = 0;
+  std::vector<float> u, v;
+
+  std::vector<float> step_once(const std::vector<float>& g) {
+    const std::size_t n = g.size();
+    if (u.empty()) u.assign(n, 0.0f), v.assign(n, 0.0f);
+    float scale = 1.0f;
+    if (clip > 0) {
+      double sq = 0;
+      for (float x : g) sq += static_cast<double>(x) * static_cast<double>(x);
+      if (std::sqrt(sq) > clip) scale = static_cast<float>(clip / std::sqrt(sq));
+    }
+    for (std::size_t i = 0; i < n; ++i) u[i] = static_cast<float>(m) * u[i] + scale * g[i];
+    for (std::size_t i = 0; i < n; ++i) v[i] += u[i];
+    double density = ratio;
+    if (step < warmup && ratio < 0.25)
+      density = std::max(ratio, 0.25 * std::pow(ratio / 0.25, static_cast<double>(step) / static_cast<double>(warmup)));
+    const std::size_t k = n == 0 ? 0 : std::clamp<std::size_t>(static_cast<std::size_t>(std::ceil(density * static_cast<double>(n))), 1, n);
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::fabs(v[a]) > std::fabs(v[b]); });
+    std::vector<float> sent(n, 0.0f);
+    for (std::size_t j = 0; j < k; ++j) {
+      const std::size_t i = order[j];
+      sent[i] = v[i];
+      v[i] = 0.0f;  // the accumulation restarts where sent...
+      u[i] = 0.0f;  // ...and so does the momentum (momentum factor masking)
+    }
+    ++step;
+    return sent;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("dgc: momentum correction, clipping, masking and warm-up, bitwise as the paper's algorithm") {
+  for (std::size_t n : {0u, 1u, 7u, 100u, 3000u})
+    for (double clip : {0.0, 5.0})
+      for (std::uint64_t warmup : {0u, 6u}) {
+        INFO(n << " elements, clip " << clip << ", warm-up " << warmup);
+        cd::dgc<float> c(0.01, 0.9, clip, warmup);
+        dgc_oracle o{0.01, 0.9, clip, warmup, 0, {}, {}};
+        for (int t = 0; t < 12; ++t) {
+          const auto g = gaussian(n, 200 + static_cast<unsigned>(t));
+          const auto w = encode(c, g);
+          CHECK(w.size() <= c.max_encoded_bytes(n));
+          std::vector<float> y(n, 9.0f);
+          c.decode(w, y);
+          const auto want = o.step_once(g);
+          CHECK(y == want);
+          CHECK(c.state.momentum == o.u);
+          CHECK(c.state.accumulated == o.v);
+          // The payload is a topk payload of the step's density.
+          std::size_t sent = 0;
+          for (float x : y) sent += x != 0.0f;
+          if (n > 0) CHECK(sent <= static_cast<std::size_t>(std::ceil(c.density(c.state.step - 1) * n)));
+        }
+        CHECK(c.state.step == 12);
+      }
+  // The warm-up: 25 % at step 0, falling geometrically, the final density from step warmup_steps on.
+  cd::dgc<float> w(0.001, 0.9, 0, 4);
+  CHECK(w.density(0) == doctest::Approx(0.25));
+  CHECK(w.density(2) == doctest::Approx(std::sqrt(0.25 * 0.001)));
+  CHECK(w.density(4) == 0.001);
+  CHECK(w.density(100) == 0.001);
+  for (std::uint64_t t = 0; t < 4; ++t) CHECK(w.density(t + 1) < w.density(t));
+  // Clipping bounds what one step adds: with m = 0 and density 1, the payload is the clipped gradient.
+  cd::dgc<float> clipped(1.0, 0.0, 1.0);
+  const auto big = gaussian(1000, 3, 10.0f);
+  const auto wb = encode(clipped, big);
+  std::vector<float> y(1000);
+  clipped.decode(wb, y);
+  double sq = 0;
+  for (float x : y) sq += static_cast<double>(x) * x;
+  CHECK(std::sqrt(sq) == doctest::Approx(1.0).epsilon(1e-5));
+}
+
+TEST_CASE("dgc: checkpointed state gives bitwise the same next step; bad states, parameters and payloads") {
+  cd::dgc<float> a(0.05, 0.9, 0, 3), b(0.05, 0.9, 0, 3);
+  const auto x = gaussian(400, 7);
+  (void)encode(a, x);
+  (void)encode(a, gaussian(400, 8));
+  std::vector<std::byte> saved;
+  a.state.save(saved);
+  b.state.load(saved);
+  CHECK(b.state.step == 2);
+  CHECK(encode(a, x) == encode(b, x));
+  // Malformed states leave the state as it was.
+  const auto before = b.state.momentum;
+  auto load = [&](std::span<const std::byte> w) { b.state.load(w); };
+  check_truncations(saved, load);
+  auto bad = [&](std::size_t at, std::byte v, const char* says) {
+    auto w = saved;
+    w[at] = v;
+    CHECK_THROWS_WITH_AS(load(w), doctest::Contains(says), dssync::malformed_payload);
+  };
+  bad(0, std::byte{0x45}, "bad magic");
+  bad(2, std::byte{99}, "codec id 99");
+  bad(3, std::byte{7}, "format version 7");
+  bad(8, std::byte{0x91}, "401 elements in a state of 3208 bytes");
+  bad(16, std::byte{0}, "header says a payload of");
+  auto wrong_size = saved;
+  wrong_size[4] = std::byte{8};  // elements of 8 bytes
+  CHECK_THROWS_WITH_AS(load(wrong_size), doctest::Contains("elements of 8 bytes, this codec's are 4"), dssync::malformed_payload);
+  CHECK(b.state.momentum == before);
+  cd::dgc<double> d;
+  CHECK_THROWS_WITH_AS(d.state.load(saved), doctest::Contains("elements of 4 bytes, this codec's are 8"),
+                       dssync::malformed_payload);
+  // Parameters out of range are named.
+  std::vector<std::byte> sink;
+  CHECK_THROWS_WITH_AS((cd::dgc<float>(0.0).encode(x, sink)), doctest::Contains("ratio 0.000000 is not in (0, 1]"),
+                       dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS((cd::dgc<float>(0.01, 1.0).encode(x, sink)), doctest::Contains("momentum 1.000000 is not in [0, 1)"),
+                       dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS((cd::dgc<float>(0.01, 0.9, -1.0).encode(x, sink)),
+                       doctest::Contains("clip_norm -1.000000 is not a finite number >= 0"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS(a.encode(std::span<const float>(x.data(), 10), sink),
+                       doctest::Contains("the tensor has 10 elements, its state 400"), dssync::invalid_argument);
+  CHECK(sink.empty());
+  // Its payload is topk's, validated by topk's decoder.
+  const auto w = encode(a, x);
+  std::vector<float> y(400);
+  cd::topk<float> reader;
+  std::vector<float> z(400);
+  a.decode(w, y);
+  reader.decode(w, z);
+  CHECK(y == z);
+  check_truncations(w, [&](std::span<const std::byte> p) { a.decode(p, y); });
 }

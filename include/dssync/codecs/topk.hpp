@@ -85,6 +85,9 @@ struct topk {
   }
   /// Adds the decoded entries to `out` (decode-and-sum of an allgather of payloads).
   void decode_add(std::span<const std::byte> w, std::span<T> out) const { apply(parse(w, out.size()), out); }
+  /// The indices the last `encode` sent, increasing (DGC's momentum masking reads them).
+  [[nodiscard]] std::span<const std::uint32_t> sent() const noexcept { return chosen_; }
+
   [[nodiscard]] std::size_t max_encoded_bytes(std::size_t n) const {
     const std::size_t k = k_of(n);
     return header_bytes + k * (sizeof(T) + 5);  // an index below 2^32 takes at most 5 varint bytes

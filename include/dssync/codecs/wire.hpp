@@ -47,6 +47,7 @@ enum class codec_id : std::uint8_t {
   qsgd_state = 101,
   terngrad_state = 102,
   randomk_state = 103,
+  dgc_state = 104,
 };
 
 [[nodiscard]] constexpr const char* to_string(codec_id c) noexcept {
@@ -60,6 +61,7 @@ enum class codec_id : std::uint8_t {
     case codec_id::threshold: return "threshold";
     case codec_id::randomk: return "randomk";
     case codec_id::randomk_state: return "randomk state";
+    case codec_id::dgc_state: return "dgc state";
     case codec_id::terngrad_state: return "terngrad state";
     case codec_id::qsgd_state: return "qsgd state";
     case codec_id::error_feedback_state: return "error-feedback state";
