@@ -27,6 +27,7 @@
 #include <dssync/codecs/dgc.hpp>
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
+#include <dssync/codecs/powersgd.hpp>
 #include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/randomk.hpp>
 #include <dssync/codecs/terngrad.hpp>
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
     ratio_row("qsgd s=16", cd::qsgd<float>(16), ">=6");
     ratio_row("randomk 1%", cd::randomk<float>(0.01), "");
     ratio_row("dgc 0.1%", cd::dgc<float>(0.001), "");  // a first step: topk's payload at 0.1 %
+    ratio_row("powersgd r=4", cd::powersgd<float>(4), "");  // the flat gradient as a 320 x 319 matrix
     ratio_row("terngrad", cd::terngrad<float>{}, "~16");
     {
       // Strom's tau is absolute: 3 RMS of this gradient (the first step sends only the tails).
@@ -156,6 +158,7 @@ int main(int argc, char** argv) {
     run("qsgd s=16", cd::qsgd<float>(16), ">=0.25");
     run("randomk 1%", cd::randomk<float>(0.01), "");
     run("dgc 0.1%", cd::dgc<float>(0.001), "");
+    run("powersgd r=4", cd::powersgd<float>(4), "");  // 4096 x 4096
     run("terngrad", cd::terngrad<float>{}, "");
     run("threshold 3", cd::threshold<float>(3.0f), "");  // N(0, 1): 0.27 % sent
     return 0;

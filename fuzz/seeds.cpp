@@ -6,6 +6,7 @@
 #include <dssync/codecs/error_feedback.hpp>
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
+#include <dssync/codecs/powersgd.hpp>
 #include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/randomk.hpp>
 #include <dssync/codecs/terngrad.hpp>
@@ -90,12 +91,19 @@ int main(int argc, char** argv) {
   payloads(root / "terngrad", cd::terngrad<float>(4096, 0.0));
   payloads(root / "threshold", cd::threshold<float>(1.0f));
   payloads(root / "dgc", cd::dgc<float>(0.01, 0.9, 2.0, 3));
+  payloads(root / "powersgd", cd::powersgd<float>(2));
+  payloads(root / "powersgd", cd::powersgd<float>(1, 1));
   {
     cd::dgc<float> d(0.1);
     std::vector<std::byte> w;
     d.encode(std::span<const float>(tensor(50, 2)), w);
     w.clear();
     d.state.save(w);
+    put(root / "states", w);
+    cd::powersgd<float> p(2);
+    p.encode(std::span<const float>(tensor(50, 2)), w);
+    w.clear();
+    p.state.save(w);
     put(root / "states", w);
   }
   for (std::size_t n : {0u, 3u, 100u}) {

@@ -1,8 +1,9 @@
-// libFuzzer target: the loaders of the codecs' saved states (error feedback, the random streams, DGC). A load
+// libFuzzer target: the loaders of the codecs' saved states (error feedback, the random streams, DGC, PowerSGD). A load
 // throws nothing but malformed_payload and leaves the state as it was when it does; a state it accepts
 // saves back to the same bytes.
 #include <dssync/codecs/dgc.hpp>
 #include <dssync/codecs/error_feedback.hpp>
+#include <dssync/codecs/powersgd.hpp>
 #include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/randomk.hpp>
 #include <dssync/codecs/terngrad.hpp>
@@ -37,6 +38,11 @@ bool same_dgc(const dssync::codecs::dgc_state<T>& a, const dssync::codecs::dgc_s
   return a.step == b.step && a.momentum == b.momentum && a.accumulated == b.accumulated;
 }
 
+template <class T>
+bool same_powersgd(const dssync::codecs::powersgd_state<T>& a, const dssync::codecs::powersgd_state<T>& b) {
+  return a.seed == b.seed && a.step == b.step && a.residual == b.residual && a.q == b.q;
+}
+
 template <class Rng>
 bool same_stream(const Rng& a, const Rng& b) {
   return a.seed == b.seed && a.step == b.step;
@@ -57,6 +63,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   g.accumulated = {3.0f, 4.0f};
   load_one(w, g, &same_dgc<float>);
   load_one(w, cd::dgc_state<double>{}, &same_dgc<double>);
+  cd::powersgd_state<float> ps;
+  ps.seed = 1, ps.step = 2, ps.residual = {1.0f, 2.0f, 0.0f, 0.0f}, ps.q = {5.0f, 6.0f};
+  load_one(w, ps, &same_powersgd<float>);
+  load_one(w, cd::powersgd_state<double>{}, &same_powersgd<double>);
   load_one(w, cd::qsgd_state{5, 6}, &same_stream<cd::qsgd_state>);
   load_one(w, cd::terngrad_state{7, 8}, &same_stream<cd::terngrad_state>);
   load_one(w, cd::randomk_state{9, 10}, &same_stream<cd::randomk_state>);

@@ -10,6 +10,7 @@
 #include <dssync/codecs/error_feedback.hpp>
 #include <dssync/codecs/half.hpp>
 #include <dssync/codecs/onebit.hpp>
+#include <dssync/codecs/powersgd.hpp>
 #include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/randomk.hpp>
 #include <dssync/codecs/terngrad.hpp>
@@ -1001,4 +1002,161 @@ TEST_CASE("dgc: checkpointed state gives bitwise the same next step; bad states,
   reader.decode(w, z);
   CHECK(y == z);
   check_truncations(w, [&](std::span<const std::byte> p) { a.decode(p, y); });
+}
+
+namespace {
+
+/// (P^ Q^T)[i] for the row-major rows x cols matrix, in double: the oracle of powersgd's products.
+std::vector<double> low_rank(const std::vector<float>& p, const std::vector<float>& q, std::size_t rows,
+                             std::size_t cols, std::size_t r, std::size_t n) {
+  std::vector<double> out(n, 0.0);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t k = 0; k < r; ++k)
+      out[i] += static_cast<double>(p[k * rows + i / cols]) * static_cast<double>(q[k * cols + i % cols]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("powersgd: two allreduce rounds give every worker bitwise the same update; error feedback loses nothing") {
+  for (std::size_t workers : {1u, 2u, 3u, 5u})
+    for (std::size_t n : {0u, 1u, 7u, 100u, 1000u})
+      for (std::size_t rank : {1u, 4u}) {
+        INFO(workers << " workers, " << n << " elements, rank " << rank);
+        std::vector<cd::powersgd<float>> c(workers, cd::powersgd<float>(rank));
+        for (auto& x : c) x.state.seed = 11;
+        const auto s = c[0].shape_of(n);
+        CHECK(s.rows * s.cols >= n);
+        CHECK(s.rank == (n == 0 ? 0 : std::min({rank, s.rows, s.cols})));
+        for (int step = 0; step < 3; ++step) {
+          std::vector<std::vector<float>> g(workers), before(workers), p(workers), q(workers), out(workers);
+          std::vector<float> p_sum(s.p_size(), 0.0f), q_sum(s.q_size(), 0.0f);
+          for (std::size_t w = 0; w < workers; ++w) {
+            g[w] = gaussian(n, static_cast<unsigned>(100 * w + 10 * step + 1));
+            before[w] = c[w].state.residual;
+            p[w].resize(s.p_size());
+            c[w].factor_p(g[w], p[w]);
+            for (std::size_t i = 0; i < p_sum.size(); ++i) p_sum[i] += p[w][i];  // the allreduce of P
+          }
+          std::vector<std::vector<float>> p_hat(workers, p_sum);
+          for (std::size_t w = 0; w < workers; ++w) {
+            q[w].resize(s.q_size());
+            c[w].factor_q(p_hat[w], q[w]);
+            for (std::size_t i = 0; i < q_sum.size(); ++i) q_sum[i] += q[w][i];  // the allreduce of Q
+          }
+          for (std::size_t w = 0; w < workers; ++w) {
+            CHECK(p_hat[w] == p_hat[0]);
+            out[w].assign(n, 3.0f);
+            c[w].finish(p_hat[w], q_sum, workers, out[w]);
+            CHECK(out[w] == out[0]);  // bitwise the same update everywhere
+          }
+          // P^ is orthonormal (a Gaussian P has full column rank).
+          for (std::size_t a = 0; a < s.rank; ++a)
+            for (std::size_t b = 0; b < s.rank; ++b) {
+              double dot = 0;
+              for (std::size_t i = 0; i < s.rows; ++i)
+                dot += static_cast<double>(p_hat[0][a * s.rows + i]) * p_hat[0][b * s.rows + i];
+              CHECK(dot == doctest::Approx(a == b ? 1.0 : 0.0).scale(1.0).epsilon(1e-5));
+            }
+          // The update is the mean of the workers' rank-r approximations; each worker's M is its
+          // approximation plus its new residual (nothing lost); the padding of the residual is 0.
+          std::vector<double> mean(n, 0.0);
+          for (std::size_t w = 0; w < workers; ++w) {
+            const auto mine = low_rank(p_hat[0], q[w], s.rows, s.cols, s.rank, n);
+            for (std::size_t i = 0; i < n; ++i) {
+              mean[i] += mine[i] / static_cast<double>(workers);
+              const double m = (before[w].empty() ? 0.0 : before[w][i]) + g[w][i];
+              CHECK(mine[i] + c[w].state.residual[i] == doctest::Approx(m).scale(1.0).epsilon(1e-4));
+            }
+            for (std::size_t i = n; i < c[w].state.residual.size(); ++i) CHECK(c[w].state.residual[i] == 0.0f);
+          }
+          for (std::size_t i = 0; i < n; ++i) CHECK(out[0][i] == doctest::Approx(mean[i]).scale(1.0).epsilon(1e-4));
+        }
+      }
+}
+
+TEST_CASE("powersgd: full rank is exact, a rank-1 gradient is found in one step, the codec form, the state") {
+  // Full rank (3 x 4, rank 3): the update is the gradient and the residual 0.
+  cd::powersgd<float> full(3, 3);
+  const auto g = gaussian(12, 4);
+  const auto wf = encode(full, g);
+  std::vector<float> y(12);
+  full.decode(wf, y);
+  for (std::size_t i = 0; i < 12; ++i) {
+    CHECK(y[i] == doctest::Approx(g[i]).scale(1.0).epsilon(1e-5));
+    CHECK(std::fabs(full.state.residual[i]) < 1e-5f);
+  }
+  // A rank-1 gradient a b^T (20 x 30): P = M Q is along a, so rank 1 recovers it at once.
+  const auto a = gaussian(20, 5), b = gaussian(30, 6);
+  std::vector<float> r1(600);
+  for (std::size_t i = 0; i < 600; ++i) r1[i] = a[i / 30] * b[i % 30];
+  cd::powersgd<float> one(1, 20);
+  const auto w1 = encode(one, r1);
+  CHECK(w1.size() == cd::header_bytes + 8 + (20 + 30) * 4);
+  CHECK(static_cast<double>(600 * 4) / static_cast<double>(w1.size()) > 10);
+  std::vector<float> y1(600);
+  one.decode(w1, y1);
+  for (std::size_t i = 0; i < 600; ++i) CHECK(y1[i] == doctest::Approx(r1[i]).scale(1.0).epsilon(1e-4));
+  // The codec form equals the rounds with one worker, bitwise; decode_add adds.
+  cd::powersgd<float> e(2), r(2);
+  e.state.seed = r.state.seed = 9;
+  const auto x = gaussian(500, 7);
+  const auto we = encode(e, x);
+  const auto s = r.shape_of(500);
+  std::vector<float> p(s.p_size()), q(s.q_size()), upd(500);
+  r.factor_p(x, p);
+  r.factor_q(p, q);
+  r.finish(p, q, 1, upd);
+  std::vector<float> dec(500);
+  e.decode(we, dec);
+  CHECK(dec == upd);
+  CHECK(e.state.residual == r.state.residual);
+  std::vector<float> twice = dec;
+  e.decode_add(we, twice);
+  for (std::size_t i = 0; i < 500; ++i) CHECK(twice[i] == dec[i] + dec[i]);
+  // The same seed draws the same first Q, another seed another.
+  cd::powersgd<float> s1(2), s2(2), s3(2);
+  s1.state.seed = s2.state.seed = 1;
+  s3.state.seed = 2;
+  const auto w_s1 = encode(s1, x);
+  CHECK(encode(s2, x) == w_s1);
+  CHECK(encode(s3, x) != w_s1);
+  // Checkpoint: bitwise the same next step; malformed states are refused and change nothing.
+  std::vector<std::byte> saved;
+  e.state.save(saved);
+  cd::powersgd<float> back(2);
+  back.state.load(saved);
+  CHECK(encode(back, x) == encode(e, x));
+  const auto keep = back.state.residual;
+  auto load = [&](std::span<const std::byte> w) { back.state.load(w); };
+  check_truncations(saved, load);
+  auto bad = saved;
+  bad[cd::header_bytes + 16] = std::byte{0xff};  // the length of Q
+  CHECK_THROWS_WITH_AS(load(bad), doctest::Contains("and a Q of"), dssync::malformed_payload);
+  CHECK(back.state.residual == keep);
+  // Malformed payloads leave the output untouched.
+  std::vector<float> out(500, 2.0f);
+  auto dec500 = [&](std::span<const std::byte> w) { e.decode(w, out); };
+  check_truncations(we, dec500);
+  check_header_fields(we, dec500);
+  auto shape = we;
+  shape[cd::header_bytes] = std::byte{0};  // rows 23 -> 0
+  shape[cd::header_bytes + 1] = std::byte{0};
+  CHECK_THROWS_WITH_AS(dec500(shape), doctest::Contains("does not hold 500 elements"), dssync::malformed_payload);
+  auto rank = we;
+  rank[4] = std::byte{3};  // rank 3 with the payload of rank 2
+  CHECK_THROWS_WITH_AS(dec500(rank), doctest::Contains("P and Q take"), dssync::malformed_payload);
+  CHECK(std::all_of(out.begin(), out.end(), [](float v) { return v == 2.0f; }));
+  // Misuse is named.
+  cd::powersgd<float> m(2);
+  std::vector<float> wrong(3);
+  CHECK_THROWS_WITH_AS(m.factor_q(wrong, wrong), doctest::Contains("factor_q before factor_p"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS(m.factor_p(x, wrong), doctest::Contains("P has 3 elements, expected 46"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)(cd::powersgd<float>(0).shape_of(10)), doctest::Contains("rank 0"), dssync::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)(cd::powersgd<float>(1, 11).shape_of(10)), doctest::Contains("11 rows for a tensor of 10"),
+                       dssync::invalid_argument);
+  std::vector<std::byte> sink;
+  CHECK_THROWS_WITH_AS(e.encode(std::span<const float>(x.data(), 100), sink), doctest::Contains("the tensor has 100 elements"),
+                       dssync::invalid_argument);
+  CHECK(sink.empty());
 }

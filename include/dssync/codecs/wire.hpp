@@ -9,7 +9,7 @@
 /// | 0      | 2    | magic "DS" (0x44 0x53)                                           |
 /// | 2      | 1    | codec id (`codecs::codec_id`)                                    |
 /// | 3      | 1    | format version of that codec                                     |
-/// | 4      | 4    | a codec parameter (onebit, terngrad: bucket; topk, threshold, randomk: entries; qsgd: s) |
+/// | 4      | 4    | a codec parameter (onebit, terngrad: bucket; topk, threshold, randomk: entries; qsgd: s; powersgd: rank) |
 /// | 8      | 8    | element count                                                    |
 /// | 16     | 8    | payload length in bytes (what follows the header, exactly)       |
 ///
@@ -43,11 +43,13 @@ enum class codec_id : std::uint8_t {
   terngrad = 6,
   threshold = 7,
   randomk = 8,
+  powersgd = 9,
   error_feedback_state = 100,
   qsgd_state = 101,
   terngrad_state = 102,
   randomk_state = 103,
   dgc_state = 104,
+  powersgd_state = 105,
 };
 
 [[nodiscard]] constexpr const char* to_string(codec_id c) noexcept {
@@ -60,6 +62,8 @@ enum class codec_id : std::uint8_t {
     case codec_id::terngrad: return "terngrad";
     case codec_id::threshold: return "threshold";
     case codec_id::randomk: return "randomk";
+    case codec_id::powersgd: return "powersgd";
+    case codec_id::powersgd_state: return "powersgd state";
     case codec_id::randomk_state: return "randomk state";
     case codec_id::dgc_state: return "dgc state";
     case codec_id::terngrad_state: return "terngrad state";
