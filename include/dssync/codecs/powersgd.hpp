@@ -174,41 +174,26 @@ struct powersgd {
   /// and the mean Q kept as the next step's warm start. \throws invalid_argument out of order, for
   ///   wrong lengths or 0 workers.
   void finish(std::span<const T> p_hat, std::span<const T> q_sum, std::size_t workers, std::span<T> out) {
-    if (phase_ != 2) throw invalid_argument("codecs::powersgd: finish before factor_q");
-    if (workers == 0) throw invalid_argument("codecs::powersgd: 0 workers");
-    const shape s = shape_;
-    expect(p_hat.size(), s.p_size(), "P");
-    expect(q_sum.size(), s.q_size(), "Q");
-    expect(out.size(), n_, "the output");
-    const auto Ph = CP(p_hat.data(), s);
-    // E = M - P^ Q_own^T, over the padded matrix; the padding is reset to 0.
-    M(s).noalias() -= Ph * CQ(own_q_.data(), s).transpose();
-    std::fill(state.residual.begin() + static_cast<std::ptrdiff_t>(n_), state.residual.end(), T{});
-    const T inv = T{1} / static_cast<T>(workers);
-    for (std::size_t i = 0; i < state.q.size(); ++i) state.q[i] = q_sum[i] * inv;
-    scratch_.resize(s.rows * s.cols);
-    RowMat(scratch_.data(), s).noalias() = Ph * CQ(state.q.data(), s).transpose();
-    std::copy(scratch_.begin(), scratch_.begin() + static_cast<std::ptrdiff_t>(n_), out.begin());
-    ++state.step;
-    phase_ = 0;
+    finish_step(p_hat, q_sum, workers, out, true);
   }
 
   /// One worker's step as a payload: P^ and Q of its own M (factor_p, factor_q and finish with one
-  /// worker). The residual keeps what the rank-r approximation misses.
+  /// worker). The residual keeps what the rank-r approximation misses. No allocation after the first step.
   void encode(std::span<const T> in, std::vector<std::byte>& out) {
     const shape s = shape_of(in.size());
-    std::vector<T> p(s.p_size()), q(s.q_size()), sink(in.size());
-    factor_p(in, p);
-    factor_q(p, q);
-    finish(p, q, 1, sink);
+    p_.resize(s.p_size());
+    q_.resize(s.q_size());
+    factor_p(in, p_);
+    factor_q(p_, q_);
+    finish_step(p_, q_, 1, {}, false);  // the receiver forms the update from the payload
     write_header(out, {codec_id::powersgd, version, static_cast<std::uint32_t>(s.rank), in.size(),
                        8 + (s.p_size() + s.q_size()) * sizeof(T)});
     write_value(out, static_cast<std::uint32_t>(s.rows));
     write_value(out, static_cast<std::uint32_t>(s.cols));
     const auto body = out.size();
-    out.resize(body + (p.size() + q.size()) * sizeof(T));
-    if (!p.empty()) std::memcpy(out.data() + body, p.data(), p.size() * sizeof(T));
-    if (!q.empty()) std::memcpy(out.data() + body + p.size() * sizeof(T), q.data(), q.size() * sizeof(T));
+    out.resize(body + (p_.size() + q_.size()) * sizeof(T));
+    if (!p_.empty()) std::memcpy(out.data() + body, p_.data(), p_.size() * sizeof(T));
+    if (!q_.empty()) std::memcpy(out.data() + body + p_.size() * sizeof(T), q_.data(), q_.size() * sizeof(T));
   }
 
   /// \throws malformed_payload for a bad header, a shape that does not fit the element count (cols must
@@ -266,6 +251,30 @@ struct powersgd {
                              " (one codec object per tensor)");
   }
 
+  /// finish, with the update formed into `out` or not (encode: the receiver forms it).
+  void finish_step(std::span<const T> p_hat, std::span<const T> q_sum, std::size_t workers, std::span<T> out,
+                   bool form_update) {
+    if (phase_ != 2) throw invalid_argument("codecs::powersgd: finish before factor_q");
+    if (workers == 0) throw invalid_argument("codecs::powersgd: 0 workers");
+    const shape s = shape_;
+    expect(p_hat.size(), s.p_size(), "P");
+    expect(q_sum.size(), s.q_size(), "Q");
+    if (form_update) expect(out.size(), n_, "the output");
+    const auto Ph = CP(p_hat.data(), s);
+    // E = M - P^ Q_own^T, over the padded matrix; the padding is reset to 0.
+    M(s).noalias() -= Ph * CQ(own_q_.data(), s).transpose();
+    std::fill(state.residual.begin() + static_cast<std::ptrdiff_t>(n_), state.residual.end(), T{});
+    const T inv = T{1} / static_cast<T>(workers);
+    for (std::size_t i = 0; i < state.q.size(); ++i) state.q[i] = q_sum[i] * inv;
+    if (form_update) {
+      scratch_.resize(s.rows * s.cols);
+      RowMat(scratch_.data(), s).noalias() = Ph * CQ(state.q.data(), s).transpose();
+      std::copy(scratch_.begin(), scratch_.begin() + static_cast<std::ptrdiff_t>(n_), out.begin());
+    }
+    ++state.step;
+    phase_ = 0;
+  }
+
   struct parsed {
     shape s;
     const std::byte* p = nullptr;
@@ -309,7 +318,7 @@ struct powersgd {
   shape shape_{};
   std::size_t n_ = 0;  // elements of the step in progress
   int phase_ = 0;      // 0: idle, 1: after factor_p, 2: after factor_q
-  std::vector<T> own_q_, scratch_;
+  std::vector<T> own_q_, scratch_, p_, q_;  // scratch, kept between steps
 };
 
 static_assert(concepts::codec<powersgd<float>, float>);
