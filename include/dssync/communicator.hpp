@@ -36,6 +36,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -49,6 +50,7 @@
 
 #include "dssync/algorithms/blocks/partition.hpp"
 #include "dssync/algorithms/registry.hpp"
+#include "dssync/core/codec.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/options.hpp"
 #include "dssync/core/schedule.hpp"
@@ -231,10 +233,55 @@ class communicator {
                                                                     : algorithms::binomial_tree::name);
   }
 
+  // ---- compressed allreduce -------------------------------------------------------------------------
+
+  /// Every rank ends with the sum (or average) of all ranks' `data` as `codec` transmits it: encoded once
+  /// (error feedback applied once), payloads of run-time length allgathered, all decoded in rank order,
+  /// so bitwise identical on every rank (see the compressed `synchronize`). `codec` is this rank's codec
+  /// for this tensor, with its state; the caller owns it (or see the named-tensor form).
+  template <class E, class Codec, class Op = ops::sum>
+    requires concepts::codec<Codec, E>
+  void allreduce(std::span<E> data, Codec& codec, const Op& op = {}) {
+    serial([&] { compressed(data, codec, op); });
+  }
+  /// As above, with the codec state the session keeps for tensor `tensor`: made from `proto` on first
+  /// use, then reused (and advanced) by every call naming the tensor. `codec_state` reads it, to save it.
+  /// \throws invalid_argument, naming the rank and the tensor, if the tensor's state is of another codec.
+  template <class E, class Codec, class Op = ops::sum>
+    requires concepts::codec<Codec, E>
+  void allreduce(std::string_view tensor, std::span<E> data, const Codec& proto, const Op& op = {}) {
+    serial([&] { compressed(data, codec_state(tensor, proto), op); });
+  }
+  /// `allreduce(data, codec, op)` in the background; `codec` must live until the request completes.
+  template <class E, class Codec, class Op = ops::sum>
+    requires concepts::codec<Codec, E>
+  [[nodiscard]] request allreduce_async(std::span<E> data, Codec& codec, const Op& op = {}) {
+    return enqueue([this, data, &codec, op] { compressed(data, codec, op); });
+  }
+  /// The codec (and its state) the session keeps for tensor `tensor`, made from `proto` if it has none.
+  /// Checkpoint it with the codec's state `save`, and restore it by assigning the loaded state.
+  /// \throws invalid_argument if the tensor's state is of another codec type.
+  template <class Codec>
+  Codec& codec_state(std::string_view tensor, const Codec& proto) {
+    auto it = tensors_.find(tensor);
+    if (it == tensors_.end())
+      it = tensors_.emplace(std::string(tensor), std::make_shared<tensor_state<Codec>>(proto)).first;
+    auto* st = dynamic_cast<tensor_state<Codec>*>(it->second.get());
+    if (st == nullptr)
+      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": tensor \"" +
+                                 std::string(tensor) + "\" keeps the state of codec " + it->second->codec_name() +
+                                 ", not of " + std::string(Codec::name),
+                             rank());
+    return st->codec;
+  }
+  /// The tensors whose codec state the session keeps.
+  [[nodiscard]] std::size_t codec_states() const noexcept { return tensors_.size(); }
+
   // ---- allreduce ------------------------------------------------------------------------------------
 
   /// Every rank ends with the reduction (by `op`) of all ranks' `data`, bitwise identical.
   template <class E, class Op = ops::sum>
+    requires(!concepts::codec<Op, E>)
   void allreduce(std::span<E> data, const Op& op = {}) {
     serial([&] { collective(semantics::allreduce, data, op, 0, {}); });
   }
@@ -529,6 +576,25 @@ class communicator {
     return plan;
   }
 
+  /// Per-tensor codec state, type-erased.
+  struct tensor_state_base {
+    virtual ~tensor_state_base() = default;
+    [[nodiscard]] virtual std::string codec_name() const = 0;
+  };
+  template <class Codec>
+  struct tensor_state final : tensor_state_base {
+    explicit tensor_state(const Codec& c) : codec(c) {}
+    [[nodiscard]] std::string codec_name() const override { return std::string(Codec::name); }
+    Codec codec;
+  };
+
+  template <class E, class Codec, class Op>
+  void compressed(std::span<E> data, Codec& codec, const Op& op) {
+    static_assert(element<E>, "dssync::communicator: elements must be trivially copyable and mutable");
+    detail::check_op<Op, E>();
+    detail::run_encoded(*comm_, data, codec, op, opt_, cache_);
+  }
+
   template <class E>
   std::vector<std::size_t> gather_v(call_state cs, std::span<const E> mine, std::vector<std::remove_const_t<E>>& out) {
     const auto n = static_cast<std::size_t>(size());
@@ -657,6 +723,7 @@ class communicator {
   const algorithms::policy_entry* policies_[6] = {};
   detail::plan_cache cache_{64};
   detail::scratch_buffer scratch_;
+  std::map<std::string, std::shared_ptr<tensor_state_base>, std::less<>> tensors_;
   queue_state q_;
 };
 

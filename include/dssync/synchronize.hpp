@@ -3,6 +3,7 @@
 /// `dssync::synchronize`: the entry point. It puts a topology, a policy, a transport and a reduction op
 /// together, plans (and caches) the schedule, checks that ranks agree, runs the schedule and finalizes.
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <typeinfo>
@@ -15,7 +16,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "dssync/algorithms/encoded_allgather.hpp"
 #include "dssync/algorithms/registry.hpp"
+#include "dssync/core/codec.hpp"
 #include "dssync/core/dtype.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/log.hpp"
@@ -177,7 +180,8 @@ inline constexpr bool overlaps_agreement = [] {
 }();
 
 template <concepts::transport Transport, class E, class Op>
-void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op, const options& opt) {
+void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op, const options& opt,
+         codec_hook<E>* codec = nullptr) {
   const int me = comm.rank();
   if (plan.world_size != comm.size())
     throw invalid_argument("dssync::synchronize: rank " + std::to_string(me) + ": plan " + plan.policy + " is for " +
@@ -196,13 +200,13 @@ void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op,
                         plan.fingerprint_cache != 0 ? plan.fingerprint_cache : fingerprint(plan));
     if constexpr (overlaps_agreement<Transport>) {
       detail::agreement_exchange<Transport> gate(comm, sig, opt, call, scope);
-      execute(comm, plan, data, op, opt, call, &gate);
+      execute(comm, plan, data, op, opt, call, &gate, codec);
     } else {
       agree(comm, sig, opt, call, scope);  // a transport that cannot withdraw early sends agrees first
-      execute(comm, plan, data, op, opt, call);
+      execute(comm, plan, data, op, opt, call, nullptr, codec);
     }
   } else {
-    execute(comm, plan, data, op, opt, call);
+    execute(comm, plan, data, op, opt, call, nullptr, codec);
   }
   if constexpr (concepts::finalizing_op<Op, E>) {
     // Only where the plan leaves a reduction: a reduce-scatter's own block, a reduce's root.
@@ -215,6 +219,34 @@ void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op,
                 ' ', to_string(dtype_of<E>), " elements (", data.size_bytes(), " B) on ", comm.size(), " ranks, ",
                 plan.ranks[static_cast<std::size_t>(me)].step_count(), " steps, ", op_name<Op>(), ", ", us, " us");
   }
+}
+
+/// The plan of a compressed allreduce of `count` elements through `codec` on `world` ranks (rank `me`'s
+/// part unless `opt.verify`), cached in `cache`: `algorithms::encoded_allgather` with slots of the
+/// codec's bound. Its description names the codec, the count and the slot size.
+template <class Codec>
+std::shared_ptr<const schedule> encoded_plan(const Codec& codec, std::size_t count, int world, int me,
+                                             const options& opt, plan_cache& cache) {
+  const std::size_t slot = std::max<std::size_t>(1, codec.max_encoded_bytes(count));  // a slot has a place
+  std::string description = std::string(algorithms::encoded_allgather::name) + '|' + std::string(Codec::name) + '|' +
+                            std::to_string(count) + '|' + std::to_string(slot) + '|' + std::to_string(world);
+  const std::string key = description + (opt.verify ? "|v" : "|r" + std::to_string(me));
+  return cache.get(key, [&] {
+    return build_plan([&] { return algorithms::encoded_allgather::plan(world, count, slot, Codec::name, 0, opt.verify ? -1 : me); },
+                      opt, me, description);
+  });
+}
+
+/// Runs the compressed allreduce of `data` through `codec` (see the compressed `synchronize`).
+template <concepts::transport Transport, class E, class Codec, class Op>
+void run_encoded(Transport& comm, std::span<E> data, Codec& codec, const Op& op, const options& opt,
+                 plan_cache& cache) {
+  static_assert(concepts::codec<Codec, E>, "dssync: the codec does not encode this element type");
+  static_assert(std::is_base_of_v<ops::sum, Op>,
+                "dssync: a codec's payloads decode to sums, so the op must be ops::sum or ops::average");
+  const auto plan = encoded_plan(codec, data.size(), comm.size(), comm.rank(), opt, cache);
+  codec_ref<Codec, E> hook(codec);
+  run(comm, *plan, data, op, opt, &hook);
 }
 
 template <class Topology, class Transport>
@@ -328,7 +360,8 @@ void synchronize(Transport& comm, const Topology& topo, const algorithms::policy
 /// dssync::synchronize(comm, grads, dssync::ops::average{});
 /// ```
 template <concepts::transport Transport, std::ranges::contiguous_range Range, class Op = ops::sum>
-  requires std::ranges::sized_range<Range> && (!concepts::topology<std::remove_cvref_t<Range>>)
+  requires std::ranges::sized_range<Range> && (!concepts::topology<std::remove_cvref_t<Range>>) &&
+           (!concepts::codec<std::remove_cvref_t<Op>, detail::element_of<Range>>)
 void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options& opt = {}) {
   const std::string_view name = algorithms::policy_from_env(default_policy);
   const algorithms::policy_entry* e = algorithms::registry().find(name);
@@ -345,6 +378,29 @@ void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options
                                ", not the allreduce of the short form; pass it a topology and a policy object instead",
                            comm.rank());
   synchronize(comm, topology::full_mesh(comm.size()), *e, std::forward<Range>(data), op, opt);
+}
+
+/// The compressed form: all-reduces `data` over `comm` through `codec`, combining with `op` (sum or
+/// average). `codec` is this rank's codec object with its per-tensor state (a residual, momentum): one
+/// per rank and tensor, kept by the caller from call to call. Payloads that cannot be summed on the wire
+/// go around the ring as an allgather of messages of run-time length (`algorithms::encoded_allgather`):
+/// each rank encodes once (error feedback applied exactly once per call), and every rank decodes every
+/// payload in rank order, so all ranks end with bitwise the same result. The codec's name and slot size
+/// are part of the plan's fingerprint: ranks with different codecs fail the agreement.
+/// \throws as the short form, and malformed_payload when a payload (from a peer) does not decode.
+///
+/// ```
+/// dssync::codecs::topk<float> codec(0.01);   // one per rank and tensor
+/// dssync::synchronize(comm, grads, codec, dssync::ops::average{});
+/// ```
+template <concepts::transport Transport, std::ranges::contiguous_range Range, class Codec, class Op = ops::sum>
+  requires std::ranges::sized_range<Range> && concepts::codec<Codec, detail::element_of<Range>>
+void synchronize(Transport& comm, Range&& data, Codec& codec, const Op& op = {}, const options& opt = {}) {
+  using E = detail::element_of<Range>;
+  static_assert(detail::mutable_range<Range>, "dssync::synchronize: the buffer must be mutable (not const)");
+  detail::check_op<Op, E>();
+  std::span<E> view(std::ranges::data(data), std::ranges::size(data));
+  detail::run_encoded(comm, view, codec, op, opt, detail::thread_plan_cache());
 }
 
 }  // namespace dssync

@@ -16,6 +16,19 @@
 ///     let the receiver read straight from the sender's buffer: zero copy.)
 ///  4. On one rank, a range written by one channel is touched by no other channel.
 ///  5. A rank's part ends when all its channels reached their end and all its sends were consumed.
+///
+/// Buffers (IR v2). A step's range indexes a buffer: buffer 0 is the user's `count` elements, and the
+/// plan may declare scratch buffers (`schedule::buffers`, numbered from 1) of elements or of bytes. Local
+/// steps run on one rank without a peer: copy, reduce and scale between element ranges, and encode,
+/// decode and decode-and-accumulate through the codec the caller gives the executor. Rules 3 and 4 hold
+/// per buffer, for every step that reads or writes a range (a local step reads `src` and writes `data`).
+///  6. A step of one channel waits for every earlier unfinished step of its channel whose ranges conflict
+///     with its own (read after write, write after read, write after write); otherwise steps overlap.
+///  7. Messages of run-time length (`step::variable`) carry an encoded slot of a byte buffer: `data` is
+///     the slot and its length the upper bound. An encode writes the slot and the actual length; a
+///     variable send sends the actual bytes; a variable receive (a copy, never a reduction) learns the
+///     length from the message and refuses more than the bound. A decode reads the slot at exactly its
+///     range. The verifier reasons with the bounds; the simulator charges `expected_bytes()`.
 
 #include <algorithm>
 #include <cstddef>
@@ -36,6 +49,13 @@ enum class step_kind : std::uint8_t {
   send,         ///< send my range to `peer`
   recv_reduce,  ///< receive a range from `peer` and reduce it into mine with the op
   recv_copy,    ///< receive a range from `peer` and copy it over mine
+  // Local steps (no peer; `src` is the range read, in buffer `src_buf`):
+  copy,        ///< `data` = `src` (element buffers, equal lengths)
+  reduce,      ///< `data` op= `src` (element buffers, equal lengths)
+  scale,       ///< `data` /= `peer` (the divisor, at least 1), for averages and rescaled batches
+  encode,      ///< byte slot `data` = the codec's payload of elements `src` (at most `data.length` bytes)
+  decode,      ///< elements `data` = the codec's decoding of byte slot `src`
+  decode_add,  ///< elements `data` op= the codec's decoding of byte slot `src`
 };
 
 [[nodiscard]] constexpr const char* to_string(step_kind k) noexcept {
@@ -43,23 +63,108 @@ enum class step_kind : std::uint8_t {
     case step_kind::send: return "send";
     case step_kind::recv_reduce: return "recv-reduce";
     case step_kind::recv_copy: return "recv-copy";
+    case step_kind::copy: return "copy";
+    case step_kind::reduce: return "reduce";
+    case step_kind::scale: return "scale";
+    case step_kind::encode: return "encode";
+    case step_kind::decode: return "decode";
+    case step_kind::decode_add: return "decode-add";
   }
   return "?";
 }
 
+/// Whether a step of kind `k` runs on its rank alone (no peer, no message).
+[[nodiscard]] constexpr bool is_local(step_kind k) noexcept { return k >= step_kind::copy; }
+
+/// Whether a local step of kind `k` goes through the codec.
+[[nodiscard]] constexpr bool uses_codec(step_kind k) noexcept {
+  return k == step_kind::encode || k == step_kind::decode || k == step_kind::decode_add;
+}
+
+/// The buffer a plan names `0`: the user's `count` elements.
+inline constexpr std::uint8_t user_buffer = 0;
+
 /// One step of one channel of one rank.
 struct step {
   step_kind kind = step_kind::send;
+  /// The peer rank of a send or receive. For local steps it is the step's argument: `scale`'s divisor,
+  /// and unused (0) otherwise.
   int peer = -1;
-  range data{};  ///< elements of this rank's buffer that are read (send) or written (receive)
+  range data{};  ///< what the step reads (send) or writes (everything else), in buffer `buf`
   /// The algorithm stage this step belongs to (BML's aggregation / auxiliary / broadcast stages). Only
   /// the simulator's lockstep mode reads it (a barrier between stages, as papers count stage by stage);
   /// executors and the verifier ignore it.
   std::uint32_t stage = 0;
+  std::uint8_t buf = user_buffer;      ///< the buffer `data` indexes
+  std::uint8_t src_buf = user_buffer;  ///< the buffer `src` indexes (local steps)
+  bool variable = false;               ///< a message of run-time length (rule 7); `data` is its bound
+  /// What a local step reads. For a variable send, `src.length` is the expected size in bytes, which the
+  /// simulator and the cost charge when they play the plan without data (0: the bound).
+  range src{};
 
   [[nodiscard]] constexpr bool is_send() const noexcept { return kind == step_kind::send; }
-  [[nodiscard]] constexpr bool is_recv() const noexcept { return kind != step_kind::send; }
+  [[nodiscard]] constexpr bool is_recv() const noexcept {
+    return kind == step_kind::recv_reduce || kind == step_kind::recv_copy;
+  }
+  [[nodiscard]] constexpr bool is_local() const noexcept { return dssync::is_local(kind); }
+  /// Whether the step writes `data` (receives and local steps).
+  [[nodiscard]] constexpr bool writes() const noexcept { return kind != step_kind::send; }
+  /// Whether the step reads `src` (local steps other than scale, which reads what it writes).
+  [[nodiscard]] constexpr bool reads_src() const noexcept { return is_local() && kind != step_kind::scale; }
+  /// The bytes a variable send is expected to carry (the bound when the plan gives no expectation).
+  [[nodiscard]] constexpr std::size_t expected_bytes() const noexcept {
+    return src.length != 0 ? std::min(src.length, data.length) : data.length;
+  }
   friend constexpr bool operator==(const step&, const step&) = default;
+};
+
+/// A local step: `kind` from `src` (in `src_buf`) to `data` (in `buf`).
+[[nodiscard]] constexpr step local_step(step_kind kind, std::uint8_t buf, range data, std::uint8_t src_buf, range src,
+                                        std::uint32_t stage = 0) noexcept {
+  step s;
+  s.kind = kind;
+  s.peer = 0;
+  s.data = data;
+  s.stage = stage;
+  s.buf = buf;
+  s.src_buf = src_buf;
+  s.src = src;
+  return s;
+}
+
+/// A message of run-time length between byte slots: a send of slot `slot` of buffer `buf` to `peer`
+/// (`expected` bytes expected, 0: the bound) or, with `kind` recv_copy, a receive into it.
+[[nodiscard]] constexpr step variable_message(step_kind kind, int peer, std::uint8_t buf, range slot,
+                                              std::size_t expected = 0, std::uint32_t stage = 0) noexcept {
+  step s;
+  s.kind = kind;
+  s.peer = peer;
+  s.data = slot;
+  s.stage = stage;
+  s.buf = buf;
+  s.variable = true;
+  if (kind == step_kind::send) s.src = range{0, expected};
+  return s;
+}
+
+/// Range `r` of buffer `b` in one address space for all buffers (buffer b from b * 2^48): for consumers
+/// that track the ranges of several buffers in one interval set.
+[[nodiscard]] constexpr range placed(std::uint8_t b, range r) noexcept {
+  return {r.offset + (static_cast<std::size_t>(b) << 48), r.length};
+}
+
+/// What a scratch buffer holds.
+enum class buffer_kind : std::uint8_t {
+  elements,  ///< elements of the collective's type
+  bytes,     ///< bytes (encoded payloads)
+};
+
+/// A scratch buffer a plan declares: its kind and size (in elements or bytes). Executors allocate it per
+/// run; it starts zeroed.
+struct buffer_decl {
+  buffer_kind kind = buffer_kind::elements;
+  std::size_t size = 0;
+  friend constexpr bool operator==(const buffer_decl&, const buffer_decl&) = default;
 };
 
 /// The ordered steps of one channel.
@@ -136,6 +241,8 @@ struct schedule {
   /// numbers the survivors 0..M-1, as a survivor communicator does, and records here where they sit; the
   /// simulator routes by it.
   std::vector<int> hosts;
+  /// Scratch buffers, numbered from 1 (buffer 0 is the user's `count` elements). Every rank has them all.
+  std::vector<buffer_decl> buffers;
 
   /// Per-rank planning (`plan_request::rank`): the rank whose part alone this plan holds, or -1 for the
   /// whole world. A part has `world_size` entries in `ranks`, all empty but `planned_rank`'s; executors
@@ -158,7 +265,26 @@ struct schedule {
   friend bool operator==(const schedule& a, const schedule& b) {
     return a.policy == b.policy && a.world_size == b.world_size && a.count == b.count && a.kind == b.kind &&
            a.root == b.root && a.groups == b.groups && a.blocks == b.blocks && a.ranks == b.ranks &&
-           a.hosts == b.hosts && a.planned_rank == b.planned_rank && a.description == b.description;
+           a.hosts == b.hosts && a.buffers == b.buffers && a.planned_rank == b.planned_rank &&
+           a.description == b.description;
+  }
+
+  /// Whether buffer `b` exists (0, or a declared scratch buffer).
+  [[nodiscard]] bool has_buffer(std::uint8_t b) const noexcept { return b <= buffers.size(); }
+  /// Whether buffer `b` holds bytes (a declared byte buffer).
+  [[nodiscard]] bool is_byte_buffer(std::uint8_t b) const noexcept {
+    return b != user_buffer && b <= buffers.size() && buffers[b - 1u].kind == buffer_kind::bytes;
+  }
+  /// The size of buffer `b` in its unit (elements, or bytes), 0 for an undeclared buffer.
+  [[nodiscard]] std::size_t buffer_size(std::uint8_t b) const noexcept {
+    if (b == user_buffer) return count;
+    return b <= buffers.size() ? buffers[b - 1u].size : 0;
+  }
+  /// Declares a scratch buffer and returns its number. \throws invalid_argument past 255 buffers.
+  std::uint8_t add_buffer(buffer_kind k, std::size_t size) {
+    if (buffers.size() >= 255) throw invalid_argument("dssync::schedule: at most 255 scratch buffers");
+    buffers.push_back({k, size});
+    return static_cast<std::uint8_t>(buffers.size());
   }
 
   /// The topology rank that schedule rank `r` runs on.
@@ -276,6 +402,14 @@ struct schedule {
       word(b.length);
     }
   }
+  if (!s.buffers.empty()) {  // hashed only where present, as blocks
+    word(0x4255464645525321ull);
+    word(s.buffers.size());
+    for (const auto& b : s.buffers) {
+      byte(static_cast<std::uint8_t>(b.kind));
+      word(b.size);
+    }
+  }
   if (!s.description.empty() || s.planned_rank >= 0) {
     word(0x5045522d52414e4bull);  // "PER-RANK": a described plan never hashes like a step-by-step one
     word(s.description.size());
@@ -292,15 +426,37 @@ struct schedule {
         word(static_cast<std::uint64_t>(static_cast<std::int64_t>(st.peer)));
         word(st.data.offset);
         word(st.data.length);
+        if (st.buf != user_buffer || st.src_buf != user_buffer || st.variable || !st.src.empty()) {
+          // IR v2 fields, hashed only where used, so plans of the user buffer keep their fingerprints
+          byte(0xB2);
+          byte(st.buf);
+          byte(st.src_buf);
+          byte(st.variable ? 1 : 0);
+          word(st.src.offset);
+          word(st.src.length);
+        }
       }
     }
   }
   return h;
 }
 
-/// Prints one step as `send [0,12) -> 3`.
+/// Prints one step as `send [0,12) -> 3`; a range of a scratch buffer as `b2[0,12)`, a message of
+/// run-time length with `<=` before its bound, a local step as `decode-add [0,12) <- b1[0,96)`.
 inline std::ostream& operator<<(std::ostream& os, const step& s) {
-  os << to_string(s.kind) << ' ' << s.data << (s.is_send() ? " -> " : " <- ") << s.peer;
+  auto at = [&os](std::uint8_t b, const range& r) {
+    if (b != user_buffer) os << 'b' << static_cast<int>(b);
+    os << r;
+  };
+  os << to_string(s.kind) << ' ' << (s.variable ? "<=" : "");
+  at(s.buf, s.data);
+  if (s.kind == step_kind::scale) return os << " / " << s.peer;
+  if (s.is_local()) {
+    os << " <- ";
+    at(s.src_buf, s.src);
+    return os;
+  }
+  os << (s.is_send() ? " -> " : " <- ") << s.peer;
   return os;
 }
 
@@ -316,6 +472,9 @@ inline void print(std::ostream& os, const schedule& s, int rank = -1) {
     os << ", blocks";
     for (const auto& b : s.blocks) os << ' ' << b;
   }
+  for (std::size_t b = 0; b < s.buffers.size(); ++b)
+    os << ", b" << b + 1 << ": " << s.buffers[b].size
+       << (s.buffers[b].kind == buffer_kind::bytes ? " bytes" : " elements");
   if (s.kind == semantics::group_allreduce) {
     os << ", groups";
     for (const auto& g : s.groups) {

@@ -31,7 +31,8 @@ struct verification {
   bool ok = true;
   std::string message;
   std::size_t messages = 0;  ///< messages exchanged in the symbolic run
-  std::size_t elements_moved = 0;  ///< elements carried by those messages
+  std::size_t elements_moved = 0;  ///< elements carried by the fixed-length messages
+  std::size_t bytes_bound = 0;     ///< the bounds of the messages of run-time length, in bytes
   explicit operator bool() const noexcept { return ok; }
 };
 
@@ -102,6 +103,56 @@ class contribution_map {
   map_t segs_;
 };
 
+/// What is wrong with the buffers, ranges and kind of `st` in plan `s` ("" if nothing).
+inline std::string structure_error(const schedule& s, const step& st) {
+  auto unit = [&s](std::uint8_t b) { return s.is_byte_buffer(b) ? " bytes" : " elements"; };
+  auto name = [](std::uint8_t b) { return b == user_buffer ? std::string("the buffer") : "buffer " + std::to_string(b); };
+  auto in_bounds = [&](std::uint8_t b, const range& r, const char* what) -> std::string {
+    if (!s.has_buffer(b))
+      return std::string(what) + " names buffer " + std::to_string(b) + ", but the plan declares " +
+             std::to_string(s.buffers.size()) + " scratch buffer(s)";
+    if (r.end() > s.buffer_size(b))
+      return std::string(what) + " ends past " + name(b) + " of " + std::to_string(s.buffer_size(b)) + unit(b);
+    return {};
+  };
+  if (auto e = in_bounds(st.buf, st.data, "range"); !e.empty()) return e;
+  const bool bytes = s.is_byte_buffer(st.buf);
+  if (!st.is_local()) {
+    if (st.variable != bytes)
+      return st.variable ? "a message of run-time length must name a byte buffer"
+                         : "a fixed-length message cannot name a byte buffer (only messages of run-time length do)";
+    if (st.variable && st.kind == step_kind::recv_reduce)
+      return "a message of run-time length is received by copy, never reduced (decode-add it instead)";
+    return {};
+  }
+  if (st.variable) return "a local step is not a message of run-time length";
+  if (st.kind == step_kind::scale) {
+    if (bytes) return "scale needs an element buffer";
+    if (st.peer < 1) return "scale needs a divisor of at least 1, not " + std::to_string(st.peer);
+    return {};
+  }
+  if (auto e = in_bounds(st.src_buf, st.src, "source"); !e.empty()) return e;
+  const bool src_bytes = s.is_byte_buffer(st.src_buf);
+  switch (st.kind) {
+    case step_kind::copy:
+    case step_kind::reduce:
+      if (bytes || src_bytes) return std::string(to_string(st.kind)) + " needs element buffers";
+      if (st.src.length != st.data.length)
+        return "source and destination lengths differ (" + std::to_string(st.src.length) + " vs " +
+               std::to_string(st.data.length) + ")";
+      return {};
+    case step_kind::encode:
+      if (!bytes || src_bytes) return "encode reads elements and writes a byte slot";
+      if (st.data.empty()) return "encode needs a non-empty byte slot";
+      return {};
+    case step_kind::decode:
+    case step_kind::decode_add:
+      if (bytes || !src_bytes) return std::string(to_string(st.kind)) + " reads a byte slot and writes elements";
+      return {};
+    default: return {};
+  }
+}
+
 inline std::string describe(int rank, std::size_t ch, std::size_t idx, const step& s) {
   std::ostringstream os;
   os << "rank " << rank << " channel " << ch << " step " << idx << " (" << s << ")";
@@ -162,11 +213,9 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
     for (std::size_t c = 0; c < plan.channels.size(); ++c)
       for (std::size_t i = 0; i < plan.channels[c].steps.size(); ++i) {
         const step& st = plan.channels[c].steps[i];
-        if (st.peer < 0 || st.peer >= n || st.peer == r)
+        if (auto why = detail::structure_error(s, st); !why.empty()) return fail(detail::describe(r, c, i, st) + ": " + why);
+        if (!st.is_local() && (st.peer < 0 || st.peer >= n || st.peer == r))
           return fail(detail::describe(r, c, i, st) + ": peer " + std::to_string(st.peer) + " is invalid");
-        if (st.data.end() > s.count)
-          return fail(detail::describe(r, c, i, st) + ": range ends past the buffer of " + std::to_string(s.count) +
-                      " elements");
       }
   }
 
@@ -175,6 +224,7 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
     const auto& plan = s.ranks[static_cast<std::size_t>(r)];
     if (plan.channels.size() < 2) continue;
     struct access {
+      std::uint8_t buf;
       range data;
       std::size_t ch, idx;
       bool write;
@@ -183,11 +233,14 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
     for (std::size_t c = 0; c < plan.channels.size(); ++c)
       for (std::size_t i = 0; i < plan.channels[c].steps.size(); ++i) {
         const step& st = plan.channels[c].steps[i];
-        if (!st.data.empty()) acc.push_back({st.data, c, i, st.is_recv()});
+        if (!st.data.empty()) acc.push_back({st.buf, st.data, c, i, st.writes()});
+        if (st.reads_src() && !st.src.empty()) acc.push_back({st.src_buf, st.src, c, i, false});
       }
-    std::sort(acc.begin(), acc.end(), [](const access& a, const access& b) { return a.data.offset < b.data.offset; });
+    std::sort(acc.begin(), acc.end(), [](const access& a, const access& b) {
+      return a.buf != b.buf ? a.buf < b.buf : a.data.offset < b.data.offset;
+    });
     for (std::size_t a = 0; a < acc.size(); ++a)
-      for (std::size_t b = a + 1; b < acc.size() && acc[b].data.offset < acc[a].data.end(); ++b)
+      for (std::size_t b = a + 1; b < acc.size() && acc[b].buf == acc[a].buf && acc[b].data.offset < acc[a].data.end(); ++b)
         if (acc[a].ch != acc[b].ch && (acc[a].write || acc[b].write)) {
           const auto& w = acc[a].write ? acc[a] : acc[b];
           const auto& o = acc[a].write ? acc[b] : acc[a];
@@ -200,23 +253,41 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
         }
   }
 
-  // 3. Symbolic execution.
+  // 3. Symbolic execution. Element buffers map elements to contribution sets (the user's buffer starts
+  // with {r}, scratch element buffers empty); a byte slot holds what was encoded into it: the contribution
+  // sets of the encoded elements. So a codec is treated as lossless here, and the plan is proven to move
+  // and combine every contribution exactly once.
   const std::size_t words = (static_cast<std::size_t>(n) + 63) / 64;
-  std::vector<detail::contribution_map> state;
-  state.reserve(static_cast<std::size_t>(n));
+  using pieces_t = std::vector<detail::contribution_map::piece>;
+  struct slot {
+    range bound;
+    std::size_t elements = 0;
+    pieces_t pieces;
+  };
+  struct rank_state {
+    std::vector<detail::contribution_map> elements;  // per buffer (a placeholder for byte buffers)
+    std::map<std::pair<std::uint8_t, std::size_t>, slot> slots;  // byte slots by (buffer, offset)
+  };
+  std::vector<rank_state> state(static_cast<std::size_t>(n));
   for (int r = 0; r < n; ++r) {
+    auto& st = state[static_cast<std::size_t>(r)];
     detail::contribution_bits b(words, 0);
     b[static_cast<std::size_t>(r) / 64] |= std::uint64_t{1} << (r % 64);
-    state.emplace_back(s.count, std::move(b));
+    st.elements.emplace_back(s.count, std::move(b));
+    for (const auto& d : s.buffers)
+      st.elements.emplace_back(d.kind == buffer_kind::elements ? d.size : 0, detail::contribution_bits(words, 0));
   }
   struct message {
     int src;
     std::size_t ch, idx;
     range data;
-    std::vector<detail::contribution_map::piece> payload;
+    pieces_t payload;
     std::size_t send_id;
+    bool variable;
+    slot carried;
   };
   struct pending_send {
+    std::uint8_t buf;
     range data;
     int dst;
     std::size_t ch, idx;
@@ -232,16 +303,34 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
   std::vector<std::vector<std::size_t>> pc(static_cast<std::size_t>(n));
   for (int r = 0; r < n; ++r) pc[static_cast<std::size_t>(r)].assign(s.ranks[static_cast<std::size_t>(r)].channels.size(), 0);
 
-  auto war_blocker = [&](int r, const range& d) -> const pending_send* {
+  auto war_blocker = [&](int r, std::uint8_t buf, const range& d) -> const pending_send* {
     for (const auto& p : sends[static_cast<std::size_t>(r)])
-      if (!p.consumed && p.data.overlaps(d)) return &p;
+      if (!p.consumed && p.buf == buf && p.data.overlaps(d)) return &p;
     return nullptr;
+  };
+  // Writes slot `sl` at (buf, sl.bound): the slots it overlaps are overwritten.
+  auto put_slot = [](rank_state& rs, std::uint8_t buf, slot sl) {
+    for (auto it = rs.slots.begin(); it != rs.slots.end();)
+      if (it->first.first == buf && it->second.bound.overlaps(sl.bound)) it = rs.slots.erase(it);
+      else ++it;
+    rs.slots[{buf, sl.bound.offset}] = std::move(sl);
+  };
+  auto find_slot = [](rank_state& rs, std::uint8_t buf, const range& bound) -> slot* {
+    auto it = rs.slots.find({buf, bound.offset});
+    return it != rs.slots.end() && it->second.bound == bound ? &it->second : nullptr;
+  };
+  auto at = [](std::uint8_t b, const range& r) {
+    std::ostringstream os;
+    if (b != user_buffer) os << "buffer " << static_cast<int>(b) << ' ';
+    os << r;
+    return os.str();
   };
 
   for (bool progress = true; progress;) {
     progress = false;
     for (int r = 0; r < n; ++r) {
       const auto& plan = s.ranks[static_cast<std::size_t>(r)];
+      auto& rs = state[static_cast<std::size_t>(r)];
       for (std::size_t c = 0; c < plan.channels.size(); ++c) {
         auto& i = pc[static_cast<std::size_t>(r)][c];
         const auto& steps = plan.channels[c].steps;
@@ -249,32 +338,86 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
           const step& st = steps[i];
           if (st.is_send()) {
             auto& mine = sends[static_cast<std::size_t>(r)];
-            queues[qkey(r, st.peer, c)].push_back(
-                {r, c, i, st.data, state[static_cast<std::size_t>(r)].extract(st.data), mine.size()});
-            mine.push_back({st.data, st.peer, c, i, false});
+            message m{r, c, i, st.data, {}, mine.size(), st.variable, {}};
+            if (st.variable) {
+              const slot* sl = find_slot(rs, st.buf, st.data);
+              if (sl == nullptr)
+                return fail(detail::describe(r, c, i, st) + " sends byte slot " + at(st.buf, st.data) +
+                            ", which no encode or receive has written");
+              m.carried = *sl;
+            } else {
+              m.payload = rs.elements[st.buf].extract(st.data);
+            }
+            queues[qkey(r, st.peer, c)].push_back(std::move(m));
+            mine.push_back({st.buf, st.data, st.peer, c, i, false});
+            ++i;
+            progress = true;
+            continue;
+          }
+          if (war_blocker(r, st.buf, st.data) != nullptr) break;  // rule 3, for every write
+          if (st.is_local()) {
+            std::size_t where = 0;
+            int dup = -1;
+            switch (st.kind) {
+              case step_kind::copy:
+              case step_kind::reduce:
+                dup = rs.elements[st.buf].apply(st.data, rs.elements[st.src_buf].extract(st.src),
+                                                st.kind == step_kind::reduce, &where);
+                break;
+              case step_kind::scale: break;
+              case step_kind::encode:
+                put_slot(rs, st.buf, slot{st.data, st.src.length, rs.elements[st.src_buf].extract(st.src)});
+                break;
+              case step_kind::decode:
+              case step_kind::decode_add: {
+                const slot* sl = find_slot(rs, st.src_buf, st.src);
+                if (sl == nullptr)
+                  return fail(detail::describe(r, c, i, st) + " decodes byte slot " + at(st.src_buf, st.src) +
+                              ", which no encode or receive has written");
+                if (sl->elements != st.data.length)
+                  return fail(detail::describe(r, c, i, st) + " decodes a payload of " + std::to_string(sl->elements) +
+                              " elements into " + std::to_string(st.data.length));
+                const pieces_t pieces = sl->pieces;
+                dup = rs.elements[st.buf].apply(st.data, pieces, st.kind == step_kind::decode_add, &where);
+                break;
+              }
+              default: break;
+            }
+            if (dup >= 0)
+              return fail(detail::describe(r, c, i, st) + " counts the contribution of rank " + std::to_string(dup) +
+                          " twice at element " + std::to_string(where));
             ++i;
             progress = true;
             continue;
           }
           auto qit = queues.find(qkey(st.peer, r, c));
           if (qit == queues.end() || qit->second.empty()) break;
-          if (war_blocker(r, st.data) != nullptr) break;
           message m = std::move(qit->second.front());
           qit->second.pop_front();
+          const step& sent = s.ranks[static_cast<std::size_t>(m.src)].channels[m.ch].steps[m.idx];
           if (m.data.length != st.data.length)
             return fail(detail::describe(r, c, i, st) + " receives the message of " +
-                        detail::describe(m.src, m.ch, m.idx, s.ranks[static_cast<std::size_t>(m.src)].channels[m.ch].steps[m.idx]) +
-                        ", but the lengths differ (" + std::to_string(st.data.length) + " vs " +
-                        std::to_string(m.data.length) + ")");
+                        detail::describe(m.src, m.ch, m.idx, sent) + ", but the lengths differ (" +
+                        std::to_string(st.data.length) + " vs " + std::to_string(m.data.length) + ")");
+          if (m.variable != st.variable)
+            return fail(detail::describe(r, c, i, st) + " receives the message of " +
+                        detail::describe(m.src, m.ch, m.idx, sent) +
+                        ", but one is of run-time length and the other is not");
           std::size_t where = 0;
-          const int dup = state[static_cast<std::size_t>(r)].apply(st.data, m.payload,
-                                                                   st.kind == step_kind::recv_reduce, &where);
+          int dup = -1;
+          if (st.variable) {
+            m.carried.bound = st.data;
+            put_slot(rs, st.buf, std::move(m.carried));
+          } else {
+            dup = rs.elements[st.buf].apply(st.data, m.payload, st.kind == step_kind::recv_reduce, &where);
+          }
           if (dup >= 0)
             return fail(detail::describe(r, c, i, st) + " counts the contribution of rank " + std::to_string(dup) +
                         " twice at element " + std::to_string(where));
           sends[static_cast<std::size_t>(m.src)][m.send_id].consumed = true;
           ++v.messages;
-          v.elements_moved += st.data.length;
+          if (st.variable) v.bytes_bound += st.data.length;
+          else v.elements_moved += st.data.length;
           ++i;
           progress = true;
         }
@@ -312,9 +455,9 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
       path.push_back(r);
       int next = st.peer;
       std::string w = detail::describe(r, c, i, st);
-      auto qit = queues.find(qkey(st.peer, r, c));
-      if (qit != queues.end() && !qit->second.empty()) {
-        const pending_send* p = war_blocker(r, st.data);
+      auto qit = st.is_local() ? queues.end() : queues.find(qkey(st.peer, r, c));
+      if (st.is_local() || (qit != queues.end() && !qit->second.empty())) {
+        const pending_send* p = war_blocker(r, st.buf, st.data);
         next = p ? p->dst : st.peer;
         w += " waits for rank " + std::to_string(next) + " to consume its earlier send of overlapping elements";
       } else {
@@ -331,7 +474,7 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
       return fail(detail::describe(m.src, m.ch, m.idx, st) + " is never received: unmatched send");
     }
 
-  // 5. Semantics: every rank holds exactly its expected contributions, on the ranges they are promised.
+  // 5. Semantics (on the user's buffer): every rank holds exactly its expected contributions, on the ranges they are promised.
   // (An allgather starts as every other collective, rank r holding {r} everywhere: a block that should
   // hold rank j's data and was reduced into, or kept, or copied from a rank other than j, holds a
   // contribution other than {j} and fails.)
@@ -356,7 +499,7 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
       if (pr.where.empty()) continue;
       detail::contribution_bits want(words, 0);
       for (int e : pr.who) want[static_cast<std::size_t>(e) / 64] |= std::uint64_t{1} << (e % 64);
-      for (const auto& piece : state[static_cast<std::size_t>(r)].extract(pr.where)) {
+      for (const auto& piece : state[static_cast<std::size_t>(r)].elements[user_buffer].extract(pr.where)) {
         const range rg{pr.where.offset + piece.rel, piece.len};
         const auto& have = piece.bits;
         for (std::size_t w = 0; w < words; ++w) {

@@ -47,6 +47,10 @@ struct sim_options {
   /// Local reduction rate in bytes/s: a recv-reduce of B bytes keeps its channel busy B/rate after the
   /// message is consumed. 0 (the default) makes reduction free.
   double reduce_bytes_per_s = 0;
+  /// Codec rate in bytes/s: an encode, decode or decode-add step keeps its channel busy for the bytes it
+  /// reads (elements, or its slot's bound) over this rate. 0 (the default) makes codec steps free. The
+  /// other local steps (copy, scale; reduce, at `reduce_bytes_per_s`) are charged the same way.
+  double codec_bytes_per_s = 0;
   /// ECMP: false (default) hashes (source, destination, channel), so a channel's messages between two
   /// ranks share one path, like one connection; true hashes every message separately (packet spraying
   /// over up to 64 path choices per channel).
@@ -328,6 +332,8 @@ class schedule_player {
       throw invalid_argument("sim::simulate: latency " + std::to_string(*opt_.latency) + " s must be finite and non-negative");
     if (!(opt_.start_time >= 0) || !std::isfinite(opt_.start_time))
       throw invalid_argument("sim::simulate: start time " + std::to_string(opt_.start_time) + " must be finite and non-negative");
+    if (!(opt_.codec_bytes_per_s >= 0))
+      throw invalid_argument("sim::simulate: codec rate " + std::to_string(opt_.codec_bytes_per_s) + " must be non-negative");
     if (!(opt_.reduce_bytes_per_s >= 0))
       throw invalid_argument("sim::simulate: reduce rate " + std::to_string(opt_.reduce_bytes_per_s) + " must be non-negative");
     for (int r = 0; r < n; ++r) {
@@ -335,7 +341,9 @@ class schedule_player {
       for (std::size_t c = 0; c < plan.channels.size(); ++c)
         for (std::size_t i = 0; i < plan.channels[c].steps.size(); ++i) {
           const step& st = plan.channels[c].steps[i];
-          if (st.peer < 0 || st.peer >= n || st.peer == r)
+          if (auto why = dssync::detail::structure_error(s_, st); !why.empty())
+            throw invalid_argument("sim::simulate: " + dssync::detail::describe(r, c, i, st) + ": " + why);
+          if (!st.is_local() && (st.peer < 0 || st.peer >= n || st.peer == r))
             throw invalid_argument("sim::simulate: " + dssync::detail::describe(r, c, i, st) + ": peer " +
                                    std::to_string(st.peer) + " is invalid");
         }
@@ -403,8 +411,37 @@ class schedule_player {
 
   void record_slice(const chan& ch, const step& st, double end) {
     if (!opt_.record_timeline) return;
-    result_.trace.slices.push_back({ch.rank, ch.channel, ch.pc, st.kind, st.peer, st.data,
-                                    static_cast<double>(st.data.length) * opt_.bytes_per_element, ch.step_begin, end});
+    result_.trace.slices.push_back({ch.rank, ch.channel, ch.pc, st.kind, st.peer, st.data, bytes_of(st), ch.step_begin, end});
+  }
+
+  /// The bytes step `st` moves or, for a local step, reads.
+  [[nodiscard]] double bytes_of(const step& st) const {
+    if (st.variable) return static_cast<double>(st.expected_bytes());
+    if (st.is_local()) {
+      const range& r = st.kind == step_kind::scale ? st.data : st.src;
+      const std::uint8_t b = st.kind == step_kind::scale ? st.buf : st.src_buf;
+      return static_cast<double>(r.length) * (s_.is_byte_buffer(b) ? 1.0 : opt_.bytes_per_element);
+    }
+    return static_cast<double>(st.data.length) * opt_.bytes_per_element;
+  }
+
+  /// How long local step `st` keeps its channel busy.
+  [[nodiscard]] double local_seconds(const step& st) const {
+    const double rate = uses_codec(st.kind) ? opt_.codec_bytes_per_s
+                        : st.kind == step_kind::reduce ? opt_.reduce_bytes_per_s
+                                                      : 0.0;
+    return rate > 0 ? bytes_of(st) / rate : 0.0;
+  }
+
+  /// Local step `st` of channel `ch` is done.
+  void finish_local(chan& ch, const step& st) {
+    record_slice(ch, st, now_);
+    ++ch.pc;
+    ch.step_begin = now_;
+    if (opt_.lockstep) {
+      --stage_pending_[st.stage];
+      advance_stage();
+    }
   }
 
   /// Runs channel `ci` from its current step as far as it can go at the current time.
@@ -419,6 +456,21 @@ class schedule_player {
         stage_waiters_.push_back(ci);
         ch.state = wait::stage;
         return;
+      }
+      if (st.is_local()) {
+        if (sends_[static_cast<std::size_t>(ch.rank)].overlapping(placed(st.buf, st.data))) {  // rule 3
+          war_waiters_[static_cast<std::size_t>(ch.rank)].push_back(ci);
+          ch.state = wait::war;
+          return;
+        }
+        if (const double t = local_seconds(st); t > 0) {
+          ch.state = wait::compute;
+          ch.busy_msg = none;
+          push(now_ + t, ev_computed, ci);
+          return;
+        }
+        finish_local(ch, st);
+        continue;
       }
       if (st.is_send()) {
         post(ch, st);
@@ -443,7 +495,7 @@ class schedule_player {
         ch.state = wait::arrival;
         return;
       }
-      if (sends_[static_cast<std::size_t>(ch.rank)].overlapping(st.data)) {  // rule 3
+      if (sends_[static_cast<std::size_t>(ch.rank)].overlapping(placed(st.buf, st.data))) {  // rule 3
         war_waiters_[static_cast<std::size_t>(ch.rank)].push_back(ci);
         ch.state = wait::war;
         return;
@@ -481,7 +533,8 @@ class schedule_player {
     const std::uint32_t mi = ch.busy_msg;
     ch.busy_msg = none;
     ch.state = wait::none;
-    consume(mi, ch, (*ch.steps)[ch.pc]);
+    if (mi == none) finish_local(ch, (*ch.steps)[ch.pc]);  // a local step's compute
+    else consume(mi, ch, (*ch.steps)[ch.pc]);
     run_channel(ci);
   }
 
@@ -489,7 +542,7 @@ class schedule_player {
   void consume(std::uint32_t mi, chan& ch, const step& st) {
     message& m = msgs_[mi];
     const auto src = static_cast<std::size_t>(m.src);
-    sends_[src].remove(m.data, mi);
+    sends_[src].remove(placed(s_.ranks[src].channels[m.src_chan].steps[m.src_step].buf, m.data), mi);
     --unconsumed_of_[src];
     --unconsumed_;
     rank_finish_[src] = std::max(rank_finish_[src], now_);
@@ -537,7 +590,7 @@ class schedule_player {
     m.src_chan = ch.channel;
     m.src_step = ch.pc;
     m.data = st.data;
-    m.bytes = static_cast<double>(st.data.length) * opt_.bytes_per_element;
+    m.bytes = bytes_of(st);
     m.post = now_;
     pair_state& p = pairs_[ch.send_pair];
     if (p.tail == none) p.head = mi;
@@ -548,7 +601,7 @@ class schedule_player {
       chans_[p.waiter].state = wait::arrival;
       p.waiter = none;
     }
-    sends_[static_cast<std::size_t>(ch.rank)].add(st.data, mi);
+    sends_[static_cast<std::size_t>(ch.rank)].add(placed(st.buf, st.data), mi);
     ++unconsumed_of_[static_cast<std::size_t>(ch.rank)];
     ++unconsumed_;
     std::span<const edge_id> route;
@@ -620,7 +673,7 @@ class schedule_player {
           why += " waits for stage " + std::to_string(st.stage) + " (lockstep), but an earlier stage never finishes";
           break;
         case wait::war:
-          if (auto o = sends_[static_cast<std::size_t>(ch.rank)].overlapping(st.data))
+          if (auto o = sends_[static_cast<std::size_t>(ch.rank)].overlapping(placed(st.buf, st.data)))
             why += " waits for rank " + std::to_string(msgs_[*o].dst) +
                    " to consume its earlier send of overlapping elements (rule 3), which never happens";
           else

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <span>
 #include <sstream>
 #include <string>
@@ -28,12 +29,15 @@
 #include <utility>
 #include <vector>
 
+#include "dssync/core/codec.hpp"
 #include "dssync/core/dtype.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/options.hpp"
 #include "dssync/core/schedule.hpp"
 #include "dssync/core/transport.hpp"
+#include "dssync/core/verifier.hpp"
 #include "dssync/ops/kernel.hpp"
+#include "dssync/ops/sum.hpp"
 
 namespace dssync {
 
@@ -173,9 +177,45 @@ template <concepts::transport T, class E, class Op>
 class rank_executor {
  public:
   rank_executor(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& o, std::uint32_t call,
-                call_gate* gate = nullptr)
-      : comm_(comm), sched_(s), data_(data), op_(op), opt_(o), call_(call), gate_(gate), me_(comm.rank()),
-        seg_(std::max<std::size_t>(1, o.segment_bytes / sizeof(E))) {
+                call_gate* gate = nullptr, codec_hook<E>* codec = nullptr)
+      : comm_(comm), sched_(s), data_(data), op_(op), opt_(o), call_(call), gate_(gate), codec_(codec),
+        me_(comm.rank()), seg_(std::max<std::size_t>(1, o.segment_bytes / sizeof(E))),
+        seg_bytes_(std::max<std::size_t>(1, o.segment_bytes)) {
+    // Buffer 0 is the user's; the scratch buffers this rank's steps name live as long as the run, zeroed
+    // (the others, which only other ranks use, are not allocated here).
+    base_.push_back(std::as_writable_bytes(data_));
+    unit_.push_back(sizeof(E));
+    std::vector<bool> used(s.buffers.size() + 1, false);
+    for (const auto& ch : s.ranks.at(static_cast<std::size_t>(me_)).channels)
+      for (const auto& st : ch.steps) {
+        if (st.buf != user_buffer || st.src_buf != user_buffer || st.variable || st.is_local())
+          if (auto why = structure_error(s, st); !why.empty())  // never index a buffer the plan lacks
+            throw invalid_argument("dssync::execute: rank " + std::to_string(me_) + ": step (" +
+                                       [&] { std::ostringstream os; os << st; return os.str(); }() + ") of plan " +
+                                       s.policy + ": " + why,
+                                   me_);
+        if (st.buf < used.size()) used[st.buf] = true;
+        if (st.reads_src() && st.src_buf < used.size()) used[st.src_buf] = true;
+      }
+    scratch_elems_.reserve(s.buffers.size());
+    scratch_bytes_.reserve(s.buffers.size());
+    for (std::size_t i = 0; i < s.buffers.size(); ++i) {
+      const auto& b = s.buffers[i];
+      if (!used[i + 1]) {
+        base_.emplace_back();
+        unit_.push_back(b.kind == buffer_kind::elements ? sizeof(E) : 1);
+        continue;
+      }
+      if (b.kind == buffer_kind::elements) {
+        scratch_elems_.emplace_back(b.size);
+        base_.push_back(std::as_writable_bytes(std::span<E>(scratch_elems_.back())));
+        unit_.push_back(sizeof(E));
+      } else {
+        scratch_bytes_.emplace_back(b.size);
+        base_.push_back(std::span<std::byte>(scratch_bytes_.back()));
+        unit_.push_back(1);
+      }
+    }
     const auto& plan = s.ranks.at(static_cast<std::size_t>(me_));
     chans_.resize(plan.channels.size());
     for (std::size_t c = 0; c < chans_.size(); ++c) {
@@ -251,7 +291,12 @@ class rank_executor {
     std::size_t idx = 0;
     const step* st = nullptr;
     message_key key{};
+    /// Segments: a fixed message's ceil(length / segment); a message of run-time length's header (its
+    /// length, 8 bytes) and then ceil(actual / segment) segments, known once the header is sent or read;
+    /// 1 for a local step.
     std::size_t nseg = 1;
+    std::size_t length = 0;    // units (elements or bytes) the step moves: the bound until the header is known
+    std::uint64_t header = 0;  // a variable message's length, as sent or received
     std::size_t issued = 0;  // segments posted (send) or consumed (recv)
     std::size_t done = 0;    // segments completed
     std::size_t posted = 0;  // receive segments announced to the transport
@@ -267,26 +312,116 @@ class rank_executor {
     [[nodiscard]] bool finished() const { return next == ch->steps.size() && win.empty(); }
   };
 
+  [[nodiscard]] std::size_t seg_of(const step& st) const { return st.variable ? seg_bytes_ : seg_; }
+  /// Segment `i` of `a` in its buffer's units. A variable message's segment 0 is its header (no range).
   [[nodiscard]] range segment(const active& a, std::size_t i) const {
     const range& d = a.st->data;
-    const std::size_t off = i * seg_;
-    return {d.offset + off, std::min(seg_, d.length - std::min(off, d.length))};
+    if (a.st->variable) {
+      if (i == 0) return {d.offset, 0};
+      --i;
+    }
+    const std::size_t seg = seg_of(*a.st), off = i * seg;
+    return {d.offset + off, std::min(seg, a.length - std::min(off, a.length))};
   }
+  /// What `a` may still read or write: its unfinished segments (the whole bound of a variable message
+  /// or a local step until it is done).
   [[nodiscard]] range unfinished(const active& a) const {
     const range& d = a.st->data;
+    if (a.st->variable || a.st->is_local()) return a.done == a.nseg ? range{d.offset, 0} : d;
     const std::size_t off = std::min(a.done * seg_, d.length);
     return {d.offset + off, d.length - off};
   }
-  [[nodiscard]] bool blocked(const chan& ch, std::size_t k, const range& r, bool write) const {
+  /// Whether an earlier unfinished step of the channel (window positions before `k`) conflicts with an
+  /// access of `r` in buffer `buf` (rule 6): it writes there, or we write where it still reads.
+  [[nodiscard]] bool blocked(const chan& ch, std::size_t k, std::uint8_t buf, const range& r, bool write) const {
     for (std::size_t j = 0; j < k; ++j) {
       const active& e = ch.win[j];
       if (e.done == e.nseg) continue;
-      if ((write || e.st->is_recv()) && unfinished(e).overlaps(r)) return true;
+      if (e.st->buf == buf && (write || e.st->writes()) && unfinished(e).overlaps(r)) return true;
+      if (write && e.st->reads_src() && e.st->src_buf == buf && e.st->src.overlaps(r)) return true;
     }
     return false;
   }
-  std::span<const std::byte> bytes(const range& r) const {
-    return std::as_bytes(std::span<const E>(data_.data() + r.offset, r.length));
+  [[nodiscard]] std::span<std::byte> bytes_of(std::uint8_t buf, const range& r) const {
+    const std::size_t u = unit_[buf];
+    return base_[buf].subspan(r.offset * u, r.length * u);
+  }
+  [[nodiscard]] std::span<E> elems_of(std::uint8_t buf, const range& r) const {
+    return std::span<E>(reinterpret_cast<E*>(base_[buf].data()) + r.offset, r.length);
+  }
+  std::span<const std::byte> bytes(const active& a, const range& r) const { return bytes_of(a.st->buf, r); }
+
+  /// Runs local step `a`. \throws invalid_argument (no codec for a codec step, a slot decoded before it
+  ///   was written, scale on an element type without division), malformed_payload (from the codec).
+  void run_local(const active& a, std::size_t c) {
+    const step& st = *a.st;
+    switch (st.kind) {
+      case step_kind::copy: {
+        const auto dst = bytes_of(st.buf, st.data), src = bytes_of(st.src_buf, st.src);
+        if (!dst.empty() && dst.data() != src.data()) std::memmove(dst.data(), src.data(), dst.size());
+        return;
+      }
+      case step_kind::reduce: {
+        if (st.data.empty()) return;
+        auto dst = elems_of(st.buf, st.data);
+        auto src = elems_of(st.src_buf, st.src);
+        if (src.data() + src.size() > dst.data() && dst.data() + dst.size() > src.data()) {  // overlap: stage
+          local_tmp_.assign(src.begin(), src.end());
+          ops::reduce_into(dst.data(), local_tmp_.data(), dst.size(), op_);
+        } else {
+          ops::reduce_into(dst.data(), src.data(), dst.size(), op_);
+        }
+        return;
+      }
+      case step_kind::scale: {
+        if constexpr (requires(E x) { x = static_cast<E>(x / static_cast<E>(1)); }) {
+          const E d = static_cast<E>(st.peer);
+          for (E& x : elems_of(st.buf, st.data)) x = static_cast<E>(x / d);
+          return;
+        } else {
+          throw invalid_argument("dssync: rank " + std::to_string(me_) + ": " + where_local(c, a) +
+                                 ": the element type has no division");
+        }
+      }
+      case step_kind::encode: {
+        auto& codec = need_codec(c, a);
+        const std::size_t len = codec.encode(std::span<const E>(elems_of(st.src_buf, st.src)), bytes_of(st.buf, st.data));
+        fill_[{st.buf, st.data.offset}] = len;
+        return;
+      }
+      case step_kind::decode:
+      case step_kind::decode_add: {
+        auto& codec = need_codec(c, a);
+        const std::size_t len = filled(c, a, st.src_buf, st.src);
+        const auto in = std::span<const std::byte>(bytes_of(st.src_buf, {st.src.offset, len}));
+        auto out = elems_of(st.buf, st.data);
+        if (st.kind == step_kind::decode) {
+          codec.decode(in, out);
+        } else if constexpr (std::is_base_of_v<ops::sum, Op>) {
+          codec.decode_add(in, out);
+        } else {  // another op: decode beside, then reduce with it
+          local_tmp_.resize(out.size());
+          codec.decode(in, std::span<E>(local_tmp_));
+          ops::reduce_into(out.data(), local_tmp_.data(), out.size(), op_);
+        }
+        return;
+      }
+      default: return;
+    }
+  }
+  codec_hook<E>& need_codec(std::size_t c, const active& a) const {
+    if (codec_ == nullptr)
+      throw invalid_argument("dssync: rank " + std::to_string(me_) + ": " + where_local(c, a) +
+                             " needs a codec, but none was given to execute");
+    return *codec_;
+  }
+  /// The actual length of the byte slot `r` of `buf`, written by an encode or a variable receive.
+  std::size_t filled(std::size_t c, const active& a, std::uint8_t buf, const range& r) const {
+    auto it = fill_.find({buf, r.offset});
+    if (it == fill_.end())
+      throw invalid_argument("dssync: rank " + std::to_string(me_) + ": " + where_local(c, a) +
+                             " reads a byte slot that nothing has written (the plan is wrong; verify it)");
+    return std::min(it->second, r.length);
   }
 
   bool advance(std::size_t c, std::size_t window) {
@@ -304,14 +439,27 @@ class rank_executor {
       active a;
       a.idx = ch.next++;
       a.st = &st;
-      auto& ord = st.is_send() ? ch.send_ord : ch.recv_ord;
-      a.key = message_key{call_, static_cast<std::uint32_t>(c), ord[static_cast<std::size_t>(st.peer)]++};
-      a.nseg = st.data.length == 0 ? 1 : (st.data.length + seg_ - 1) / seg_;
+      if (!st.is_local()) {
+        auto& ord = st.is_send() ? ch.send_ord : ch.recv_ord;
+        a.key = message_key{call_, static_cast<std::uint32_t>(c), ord[static_cast<std::size_t>(st.peer)]++};
+      }
+      a.length = st.data.length;
+      a.nseg = st.variable || st.is_local() || st.data.length == 0 ? 1 : (st.data.length + seg_ - 1) / seg_;
       ch.win.push_back(std::move(a));
       progress = true;
     }
     for (std::size_t k = 0; k < ch.win.size(); ++k) {
       active& a = ch.win[k];
+      if (a.st->is_local()) {
+        if (a.done == a.nseg) continue;
+        if (blocked(ch, k, a.st->buf, a.st->data, true) ||
+            (a.st->reads_src() && blocked(ch, k, a.st->src_buf, a.st->src, false)))
+          continue;
+        run_local(a, c);
+        a.issued = a.done = 1;
+        progress = true;
+        continue;
+      }
       if (a.st->is_send()) {
         while (!a.sends.empty() && comm_.test(a.sends.front())) {
           a.sends.pop_front();
@@ -319,9 +467,19 @@ class rank_executor {
           progress = true;
         }
         while (a.issued < a.nseg) {
+          if (a.st->variable && a.issued == 0) {  // the header, once the slot is written
+            if (blocked(ch, k, a.st->buf, a.st->data, false)) break;
+            a.length = filled(c, a, a.st->buf, a.st->data);
+            a.header = a.length;
+            a.nseg = 1 + (a.length + seg_bytes_ - 1) / seg_bytes_;
+            a.sends.push_back(comm_.isend(a.st->peer, a.key, std::as_bytes(std::span<const std::uint64_t>(&a.header, 1))));
+            ++a.issued;
+            progress = true;
+            continue;
+          }
           const range r = segment(a, a.issued);
-          if (blocked(ch, k, r, false)) break;
-          a.sends.push_back(comm_.isend(a.st->peer, a.key, bytes(r)));
+          if (!a.st->variable && blocked(ch, k, a.st->buf, r, false)) break;
+          a.sends.push_back(comm_.isend(a.st->peer, a.key, bytes(a, r)));
           ++a.issued;
           progress = true;
         }
@@ -337,10 +495,17 @@ class rank_executor {
         if (a.posted == a.issued && a.issued < a.nseg) post_segment(ch, k, a);
         while (a.posted < a.nseg && a.posted - a.issued < depth && ch.outstanding < 2 * depth) post_segment(ch, k, a);
         while (a.issued < a.nseg) {
+          if (a.st->variable && a.issued == 0) {  // the header: learn the length
+            if (blocked(ch, k, a.st->buf, a.st->data, true)) break;
+            if (!take_header(ch, k, a, c)) break;
+            progress = true;
+            continue;
+          }
           const range r = segment(a, a.issued);
-          if (blocked(ch, k, r, true)) break;
+          if (!a.st->variable && blocked(ch, k, a.st->buf, r, true)) break;
           const bool reduce = a.st->kind == step_kind::recv_reduce;
-          E* dst = data_.data() + r.offset;
+          std::byte* dst_bytes = bytes_of(a.st->buf, r).data();
+          E* dst = reinterpret_cast<E*>(dst_bytes);
           if constexpr (requires(std::span<typename T::recv_request* const> q) {
                           comm_.consume_run(q, [](std::span<const std::span<const std::byte>>) {});
                         }) {
@@ -353,12 +518,13 @@ class rank_executor {
               continue;
             }
           }
+          const std::size_t unit = unit_[a.st->buf];
           const bool got = comm_.try_consume(a.recvs.front(), [&](std::span<const std::byte> b) {
             if (r.length == 0) return;
             if (reduce)
               ops::reduce_into(dst, reinterpret_cast<const E*>(b.data()), r.length, op_);
-            else if (b.data() != reinterpret_cast<const std::byte*>(dst))  // not received in place
-              std::memcpy(dst, b.data(), r.length * sizeof(E));
+            else if (b.data() != dst_bytes)  // not received in place
+              std::memcpy(dst_bytes, b.data(), r.length * unit);
           });
           if (!got) break;
           --ch.outstanding;
@@ -384,8 +550,8 @@ class rank_executor {
     gang_steps_.clear();
     for (std::size_t j = k; j < ch.win.size(); ++j) {
       active& b = ch.win[j];
-      if (b.st->kind != step_kind::recv_reduce || !(b.st->data == a.st->data) || b.issued != a.issued ||
-          b.recvs.empty())
+      if (b.st->kind != step_kind::recv_reduce || !(b.st->data == a.st->data) || b.st->buf != a.st->buf ||
+          b.issued != a.issued || b.recvs.empty())
         break;
       gang_reqs_.push_back(&b.recvs.front());
       gang_steps_.push_back(j);
@@ -412,17 +578,53 @@ class rank_executor {
   // earlier step still uses is received in place when the transport can.
   void post_segment(chan& ch, std::size_t k, active& a) {
     ++ch.outstanding;
+    if (a.st->variable && a.posted == 0) {  // the header
+      a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, sizeof(std::uint64_t)));
+      ++a.posted;
+      return;
+    }
     const range r = segment(a, a.posted);
     if constexpr (requires { comm_.post_recv_into(0, message_key{}, std::span<std::byte>{}); }) {
-      if (a.st->kind == step_kind::recv_copy && !blocked(ch, k, r, true)) {
-        a.recvs.push_back(comm_.post_recv_into(
-            a.st->peer, a.key, std::as_writable_bytes(std::span<E>(data_.data() + r.offset, r.length))));
+      if (a.st->kind == step_kind::recv_copy && (a.st->variable || !blocked(ch, k, a.st->buf, r, true))) {
+        a.recvs.push_back(comm_.post_recv_into(a.st->peer, a.key, bytes_of(a.st->buf, r)));
         ++a.posted;
         return;
       }
     }
-    a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, r.length * sizeof(E)));
+    a.recvs.push_back(comm_.post_recv(a.st->peer, a.key, r.length * unit_[a.st->buf]));
     ++a.posted;
+  }
+
+  // Consumes the header of variable receive `a`: its length, checked against the bound. Then its
+  // payload's segments are known. Returns false if the header has not arrived.
+  bool take_header(chan& ch, std::size_t k, active& a, std::size_t c) {
+    const bool got = comm_.try_consume(a.recvs.front(), [&](std::span<const std::byte> b) {
+      std::memcpy(&a.header, b.data(), sizeof a.header);
+    });
+    if (!got) return false;
+    --ch.outstanding;
+    a.recvs.pop_front();
+    if (a.header > a.st->data.length)
+      throw malformed_payload("dssync: rank " + std::to_string(me_) + ": rank " + std::to_string(a.st->peer) +
+                                  " sent a message of " + std::to_string(a.header) + " bytes, past its bound of " +
+                                  std::to_string(a.st->data.length) + " bytes, at " + where(c, a),
+                              me_);
+    a.length = static_cast<std::size_t>(a.header);
+    fill_[{a.st->buf, a.st->data.offset}] = a.length;
+    a.nseg = 1 + (a.length + seg_bytes_ - 1) / seg_bytes_;
+    ++a.issued;
+    ++a.done;
+    const std::size_t depth = std::max<std::size_t>(1, opt_.recv_depth);
+    while (a.posted < a.nseg && a.posted - a.issued < depth && ch.outstanding < 2 * depth) post_segment(ch, k, a);
+    if (a.posted == a.issued && a.issued < a.nseg) post_segment(ch, k, a);
+    return true;
+  }
+
+  [[nodiscard]] std::string where_local(std::size_t c, const active& a) const {
+    std::ostringstream os;
+    os << "channel " << c << " step " << a.idx << " (" << *a.st << ") in " << sched_.policy << ' '
+       << to_string(sched_.kind) << " call " << call_;
+    return os.str();
   }
 
   [[nodiscard]] std::string where(std::size_t c, const active& a) const {
@@ -436,14 +638,14 @@ class rank_executor {
   [[nodiscard]] bool waits_on_failed_peer() const {
     for (const auto& ch : chans_)
       for (const auto& a : ch.win)
-        if (a.done < a.nseg && comm_.peer_failed(a.st->peer)) return true;
+        if (a.done < a.nseg && !a.st->is_local() && comm_.peer_failed(a.st->peer)) return true;
     return false;
   }
 
   void throw_failed_peer() const {
     for (std::size_t c = 0; c < chans_.size(); ++c)
       for (const auto& a : chans_[c].win)
-        if (a.done < a.nseg && comm_.peer_failed(a.st->peer)) {
+        if (a.done < a.nseg && !a.st->is_local() && comm_.peer_failed(a.st->peer)) {
           // The peer itself failed, or is lost because of another rank's failure (a cascade, or a
           // revoked communicator): then the message says so and peer() is where the failure started.
           auto [msg, root] = describe_failure(comm_, me_, a.st->peer);
@@ -455,7 +657,7 @@ class rank_executor {
   [[noreturn]] void throw_timeout() const {
     for (std::size_t c = 0; c < chans_.size(); ++c)
       for (const auto& a : chans_[c].win)
-        if (a.done < a.nseg) {
+        if (a.done < a.nseg && !a.st->is_local()) {
           std::string msg = "dssync: rank " + std::to_string(me_) + " timed out after " +
                             seconds_string(opt_.timeout) + " without progress, waiting for rank " +
                             std::to_string(a.st->peer) + (a.st->is_send() ? " to consume its send" : " to send") +
@@ -474,8 +676,16 @@ class rank_executor {
   const options& opt_;
   std::uint32_t call_;
   call_gate* gate_;
+  codec_hook<E>* codec_;
   int me_;
-  std::size_t seg_;
+  std::size_t seg_;        // elements per segment of a fixed message
+  std::size_t seg_bytes_;  // bytes per segment of a message of run-time length
+  std::vector<std::span<std::byte>> base_;  // every buffer's bytes, by number
+  std::vector<std::size_t> unit_;           // every buffer's unit: sizeof(E), or 1 for bytes
+  std::vector<std::vector<E>> scratch_elems_;
+  std::vector<std::vector<std::byte>> scratch_bytes_;
+  std::map<std::pair<std::uint8_t, std::size_t>, std::size_t> fill_;  // byte slot -> actual length
+  std::vector<E> local_tmp_;
   std::size_t steps_entered_ = 0;
   std::vector<chan> chans_;
   std::vector<typename T::recv_request*> gang_reqs_;
@@ -494,7 +704,7 @@ class rank_executor {
 /// only when the gate is done, polling it in the same progress loop: the agreement overlaps the sends.
 template <concepts::transport T, element E, class Op>
 void execute(T& comm, const schedule& s, std::span<E> data, const Op& op, const options& opt, std::uint32_t call,
-             detail::call_gate* gate = nullptr) {
+             detail::call_gate* gate = nullptr, codec_hook<E>* codec = nullptr) {
   if (s.world_size != comm.size())
     throw invalid_argument("dssync::execute: rank " + std::to_string(comm.rank()) + ": schedule " + s.policy +
                                " is for " + std::to_string(s.world_size) + " ranks but the communicator has " +
@@ -505,7 +715,7 @@ void execute(T& comm, const schedule& s, std::span<E> data, const Op& op, const 
                                std::to_string(data.size()) + " elements but schedule " + s.policy + " is for " +
                                std::to_string(s.count),
                            comm.rank());
-  detail::rank_executor<T, E, Op> ex(comm, s, data, op, opt, call, gate);
+  detail::rank_executor<T, E, Op> ex(comm, s, data, op, opt, call, gate, codec);
   ex.run();
 }
 

@@ -61,6 +61,25 @@ namespace dssync::algorithms::blocks {
   return chans[ch].steps;
 }
 
+/// Declares the scratch buffers of `other` in `s`, after those `s` has, and returns the number by which
+/// `other`'s buffer numbers shift (see `shift_buffers`). \throws invalid_argument past 255 buffers.
+inline std::uint8_t merge_buffers(schedule& s, const schedule& other) {
+  if (s.buffers.size() + other.buffers.size() > 255)
+    throw invalid_argument("blocks: a plan holds at most 255 scratch buffers; composing one of " +
+                           std::to_string(s.buffers.size()) + " with one of " + std::to_string(other.buffers.size()) +
+                           " needs more");
+  const auto shift = static_cast<std::uint8_t>(s.buffers.size());
+  s.buffers.insert(s.buffers.end(), other.buffers.begin(), other.buffers.end());
+  return shift;
+}
+
+/// A step of a plan merged by `merge_buffers`: its scratch buffers renumbered by `shift`.
+[[nodiscard]] inline step shift_buffers(step st, std::uint8_t shift) noexcept {
+  if (st.buf != user_buffer) st.buf = static_cast<std::uint8_t>(st.buf + shift);
+  if (st.src_buf != user_buffer) st.src_buf = static_cast<std::uint8_t>(st.src_buf + shift);
+  return st;
+}
+
 /// Appends every rank's steps of `next` after its steps of `s`, channel by channel: `next` runs as a
 /// later phase on the same channels (FIFO matching per channel keeps its messages after those of `s`).
 /// \throws invalid_argument if the world sizes or counts differ.
@@ -69,11 +88,12 @@ inline schedule& then(schedule& s, const schedule& next) {
     throw invalid_argument("blocks::then: cannot append a plan for " + std::to_string(next.world_size) + " ranks and " +
                            std::to_string(next.count) + " elements to one for " + std::to_string(s.world_size) +
                            " and " + std::to_string(s.count));
+  const std::uint8_t shift = merge_buffers(s, next);
   for (int r = 0; r < s.world_size; ++r) {
     const auto& from = next.ranks[static_cast<std::size_t>(r)].channels;
     for (std::size_t c = 0; c < from.size(); ++c) {
       auto& to = steps_of(s, r, c);
-      to.insert(to.end(), from[c].steps.begin(), from[c].steps.end());
+      for (const step& st : from[c].steps) to.push_back(shift_buffers(st, shift));
     }
   }
   return s;
@@ -88,11 +108,15 @@ inline schedule& beside(schedule& s, const schedule& other) {
                            " ranks and " + std::to_string(other.count) + " elements beside one for " +
                            std::to_string(s.world_size) + " and " + std::to_string(s.count));
   const std::size_t base = s.channel_count();
+  const std::uint8_t shift = merge_buffers(s, other);
   for (int r = 0; r < s.world_size; ++r) {
     auto& chans = s.ranks[static_cast<std::size_t>(r)].channels;
     const auto& from = other.ranks[static_cast<std::size_t>(r)].channels;
     chans.resize(base);
     chans.insert(chans.end(), from.begin(), from.end());
+    if (shift != 0)
+      for (std::size_t c = base; c < chans.size(); ++c)
+        for (step& st : chans[c].steps) st = shift_buffers(st, shift);
   }
   return s;
 }

@@ -31,6 +31,9 @@ inline schedule& embed(schedule& s, const schedule& sub, std::span<const int> me
     for (std::size_t j = 0; j < i; ++j)
       if (members[j] == r) throw invalid_argument("blocks::embed: rank " + std::to_string(r) + " is a member twice");
   }
+  // The sub-plan's scratch buffers are declared in `s`; an executor allocates only the buffers its own
+  // steps name, so the members of other groups pay nothing for them.
+  const std::uint8_t shift = merge_buffers(s, sub);
   for (std::size_t i = 0; i < members.size(); ++i) {
     const int r = members[i];
     if (!s.plans(r) || !sub.plans(static_cast<int>(i))) continue;
@@ -39,8 +42,8 @@ inline schedule& embed(schedule& s, const schedule& sub, std::span<const int> me
       auto& to = steps_of(s, r, first_channel + c);
       to.reserve(to.size() + from[c].steps.size());
       for (step st : from[c].steps) {
-        st.peer = members[static_cast<std::size_t>(st.peer)];
-        to.push_back(st);
+        if (!st.is_local()) st.peer = members[static_cast<std::size_t>(st.peer)];
+        to.push_back(shift_buffers(st, shift));
       }
     }
   }
