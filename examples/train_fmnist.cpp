@@ -15,7 +15,12 @@
 //                [--scenario none|uplink|nic|all] [--workers 16] [--epochs E] [--target-accuracy A]
 //                [--csv FILE] [--svg FILE] [--trace FILE] [--json] [--train-subset N] [--compute-ms T]
 //                [--intra-gbps B] [--uplink-gbps B] [--latency-us L] [--lr R] [--batch B] [--data DIR]
-//                [--transport auto|sim|mpi]
+//                [--transport auto|sim|mpi] [--codec none,topk:0.01,...]
+//
+// `--codec` (a comma list) repeats the BSP ring run once per codec: the gradients are averaged through
+// the codec inside the plan (`dssync::synchronize(comm, grad, codec, average)`: one codec object per
+// worker with its error-feedback state, payloads of run-time length allgathered). The report names the
+// run "ring+<codec>" and gives the compression ratio of the bytes the codec actually wrote.
 //
 // The same binary runs under `mpiexec -n 4 train_fmnist` (built with MPI): then every process is one
 // worker on the MPI transport, the times are wall-clock (`--compute-ms` adds a real sleep per iteration),
@@ -64,8 +69,10 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
+#include "train/codec.hpp"
 #include "train/fmnist.hpp"
 #include "train/model.hpp"
 #include "train/report.hpp"
@@ -95,6 +102,7 @@ struct settings {
   double lr = 0;  // 0: the model's default
   int batch = 32;
   std::size_t window = 8;
+  std::vector<std::string> codecs{"none"};  // ring runs, once per codec
   bool wall = false;  // real processes under mpiexec: wall-clock times
   int process_rank = 0;  // under mpiexec, this process's rank (only rank 0 prints and writes)
 };
@@ -109,6 +117,8 @@ struct run {
   std::optional<std::size_t> first_adjustment;  // ds_sync: the first iteration planned around contention
   std::size_t iterations = 0;
   std::vector<train::trace_event> trace;   // ds_sync: the iterations around the first adjustment
+  std::string codec = "none";
+  double compression = 1;  // gradient bytes / payload bytes the codec wrote (1: uncompressed)
 };
 
 /// The scenario script (virtual seconds): background flows from rack 0's workers to three other racks,
@@ -135,7 +145,8 @@ std::string scenario_script(const std::string& s, const settings& st, int per_ra
 /// `now()` is the worker's clock in seconds, `compute(s)` spends s seconds of modelled computation.
 template <class Launch>
 run train_one(const settings& st, const train::model& m, const train::dataset& tr, const train::dataset& te,
-              const std::string& policy, const std::string& scenario, double target, Launch&& launch) {
+              const std::string& policy, const std::string& scenario, double target, Launch&& launch,
+              const std::string& codec = "none") {
   const int n = st.workers;
   int per_rack = 1;
   while ((per_rack + 1) * (per_rack + 1) <= n) ++per_rack;
@@ -152,8 +163,10 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
   const bool is_ds = policy == "ds_sync";
 
   run out;
-  out.policy = policy;
+  out.policy = codec == "none" ? policy : policy + "+" + codec;
   out.scenario = scenario;
+  out.codec = codec;
+  std::vector<std::size_t> sent(static_cast<std::size_t>(n), 0);  // payload bytes per worker
   std::vector<double> comm_total(static_cast<std::size_t>(n), 0.0);
   std::mutex log_mu;
   launch(topo, per_rack, [&](auto& comm, auto&& now, auto&& compute) {
@@ -162,6 +175,7 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
     opt.with_timeout(std::chrono::seconds(300));
     dssync::communicator session(comm, topo, opt);  // its iteration counter drives DS-Sync's shuffle
     std::vector<float> params = m.init(42), grad(P, 0.0f);
+    train::any_codec wire = train::make_codec(codec, &sent[static_cast<std::size_t>(me)]);
     std::mt19937_64 gen(1000 + static_cast<std::uint64_t>(me));
     std::vector<std::size_t> order(shard);
     std::iota(order.begin(), order.end(), static_cast<std::size_t>(me) * shard);
@@ -205,7 +219,14 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
       const double c1 = now();
       if (bsp) {
         e0 = now();
-        if (policy == "ring")
+        if (policy == "ring" && wire.index() != 0)
+          std::visit(
+              [&](auto& c) {
+                if constexpr (!std::is_same_v<std::decay_t<decltype(c)>, std::monostate>)
+                  dssync::synchronize(comm, grad, c, dssync::ops::average{}, opt);
+              },
+              wire);
+        else if (policy == "ring")
           dssync::synchronize<alg::ring>(comm, topo, grad, dssync::ops::average{}, opt);
         else
           dssync::synchronize<alg::hierarchical>(comm, topo, grad, dssync::ops::average{}, opt);
@@ -260,7 +281,7 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
           std::lock_guard lock(log_mu);
           out.epochs.push_back({epoch, at, acc});
           if (!out.time_to_target && acc >= target) out.time_to_target = at;
-          std::cerr << "\r[" << policy << " / " << scenario << "] epoch " << epoch << "/" << st.epochs << "  accuracy "
+          std::cerr << "\r[" << out.policy << " / " << scenario << "] epoch " << epoch << "/" << st.epochs << "  accuracy "
                     << std::fixed << std::setprecision(2) << 100 * acc << " %  " << (st.wall ? "wall" : "simulated") << ' ' << std::setprecision(3)
                     << at << " s      " << std::flush;
           if (epoch == st.epochs) out.sim_time = at;
@@ -281,6 +302,8 @@ run train_one(const settings& st, const train::model& m, const train::dataset& t
   out.comm_per_iter = c / static_cast<double>(n) / static_cast<double>(total);
   out.iterations = total;
   out.iter_time = out.sim_time / static_cast<double>(total);
+  if (sent[0] > 0)  // worker 0's payloads against its gradients
+    out.compression = static_cast<double>(total * P * sizeof(float)) / static_cast<double>(sent[0]);
   return out;
 }
 
@@ -303,7 +326,7 @@ std::vector<std::string> expand(const std::string& v, const std::vector<std::str
 
 int main(int argc, char** argv) {
   settings st;
-  std::string policy = "all", scenario = "all", transport = "auto";
+  std::string policy = "all", scenario = "all", transport = "auto", codec_list = "none";
   double intra_gbps = 1, uplink_gbps = 0.25, latency_us = 20, compute_ms = 2;
   po::options_description desc("train_fmnist: data-parallel Fashion-MNIST training, BSP vs gossip vs DS-Sync, simulated racks:4,4");
   // clang-format off
@@ -328,6 +351,7 @@ int main(int argc, char** argv) {
     ("lr", po::value(&st.lr)->default_value(0), "learning rate (0: 0.1 softmax, 0.05 mlp)")
     ("batch", po::value(&st.batch)->default_value(32), "batch per worker")
     ("window", po::value(&st.window)->default_value(8), "DS-Sync's detection window, iterations")
+    ("codec", po::value(&codec_list)->default_value("none"), (std::string("the BSP ring run's codecs, a comma list, one run each: ") + train::codec_help()).c_str())
     ("data", po::value(&st.data)->default_value(default_data), "Fashion-MNIST directory");
   // clang-format on
   try {
@@ -340,6 +364,16 @@ int main(int argc, char** argv) {
     po::notify(vm);
     st.policies = expand(policy, {"ring", "hierarchical", "gossip", "ds_sync"}, "policy");
     st.scenarios = expand(scenario, {"none", "uplink", "nic"}, "scenario");
+    st.codecs.clear();
+    for (std::size_t a = 0; a <= codec_list.size();) {
+      const std::size_t b = std::min(codec_list.find(',', a), codec_list.size());
+      st.codecs.push_back(codec_list.substr(a, b - a));
+      (void)train::make_codec(st.codecs.back(), nullptr);  // a bad name or parameter fails here
+      a = b + 1;
+    }
+    if ((st.codecs.size() > 1 || st.codecs.front() != "none") &&
+        std::find(st.policies.begin(), st.policies.end(), "ring") == st.policies.end())
+      throw std::invalid_argument("--codec compresses the BSP ring runs: it needs --policy ring (or all)");
     if (transport != "auto" && transport != "sim" && transport != "mpi")
       throw std::invalid_argument("unknown transport '" + transport + "' (auto, sim or mpi)");
     const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr ||
@@ -428,16 +462,19 @@ int main(int argc, char** argv) {
                    if (sec > 0) std::this_thread::sleep_for(std::chrono::duration<double>(sec));
                  });
           };
-          runs.push_back(train_one(st, m, tr, te, p, sc, target, mpi_launch));
+          for (const auto& c : p == "ring" ? st.codecs : std::vector<std::string>{"none"})
+            runs.push_back(train_one(st, m, tr, te, p, sc, target, mpi_launch, c));
           continue;
         }
 #endif
-        runs.push_back(train_one(st, m, tr, te, p, sc, target, sim_launch(sc)));
+        for (const auto& c : p == "ring" ? st.codecs : std::vector<std::string>{"none"})
+          runs.push_back(train_one(st, m, tr, te, p, sc, target, sim_launch(sc), c));
       }
     if (st.process_rank != 0) return 0;  // rank 0 reports
-    train::report rep{st.model, target, st.epochs, st.wall ? "wall-clock" : "simulated"};
+    train::report rep{st.model, target, st.epochs, st.wall ? "wall-clock" : "simulated", st.workers};
     for (const auto& r : runs)
-      rep.add({r.policy, r.scenario, r.epochs, r.sim_time, r.comm_per_iter, r.iter_time, r.time_to_target, r.group_changes});
+      rep.add({r.policy, r.scenario, r.epochs, r.sim_time, r.comm_per_iter, r.iter_time, r.time_to_target, r.group_changes,
+               r.codec, r.compression});
     if (!st.csv.empty()) rep.write_csv(st.csv);
     if (!st.svg.empty()) rep.write_svg(st.svg);
     if (!st.trace.empty()) {

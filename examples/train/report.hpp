@@ -36,6 +36,8 @@ struct run_summary {
   double sim_time = 0, comm_per_iter = 0, iter_time = 0;
   std::optional<double> time_to_target;
   std::vector<std::string> group_changes;
+  std::string codec = "none";
+  double compression = 1;  // gradient bytes / payload bytes (1: uncompressed)
 };
 
 inline std::string json_string(const std::string& s) {
@@ -56,8 +58,8 @@ inline std::ofstream open_out(const std::string& path) {
 class report {
  public:
   /// `clock`: "simulated" (transport::sim, the default) or "wall-clock" (real processes under mpiexec).
-  report(std::string model, double target, int epochs, std::string clock = "simulated")
-      : model_(std::move(model)), clock_(std::move(clock)), target_(target), epochs_(epochs) {}
+  report(std::string model, double target, int epochs, std::string clock = "simulated", int workers = 0)
+      : model_(std::move(model)), clock_(std::move(clock)), target_(target), epochs_(epochs), workers_(workers) {}
   void add(run_summary r) { runs_.push_back(std::move(r)); }
 
   void write_csv(const std::string& path) const {
@@ -84,7 +86,8 @@ class report {
       os << ", \"sim_time_s\": " << r.sim_time << ", \"comm_time_per_iter_s\": " << r.comm_per_iter
          << ", \"iter_time_s\": " << r.iter_time << ", \"accuracy_per_epoch\": [";
       for (std::size_t e = 0; e < r.epochs.size(); ++e) os << (e ? ", " : "") << r.epochs[e].accuracy;
-      os << "], \"group_changes\": [";
+      os << "], \"codec\": " << json_string(r.codec) << ", \"compression_ratio\": " << r.compression;
+      os << ", \"group_changes\": [";
       for (std::size_t g = 0; g < r.group_changes.size(); ++g) os << (g ? ", " : "") << json_string(r.group_changes[g]);
       os << "]}";
     }
@@ -94,11 +97,11 @@ class report {
   void write_table(std::ostream& os) const {
     os << "model " << model_ << ", " << epochs_ << " epochs, target accuracy " << std::fixed << std::setprecision(2)
        << 100 * target_ << " %, " << clock_ << " times\n";
-    os << std::left << std::setw(14) << "policy" << std::setw(10) << "scenario" << std::right << std::setw(10) << "accuracy"
+    os << std::left << std::setw(20) << "policy" << std::setw(10) << "scenario" << std::right << std::setw(10) << "accuracy"
        << std::setw(12) << (clock_ == "simulated" ? "sim time" : "time") << std::setw(14) << "to target" << std::setw(12) << "iter (ms)" << std::setw(12)
        << "comm (ms)" << std::setw(8) << "comm%" << '\n';
     for (const auto& r : runs_) {
-      os << std::left << std::setw(14) << r.policy << std::setw(10) << r.scenario << std::right << std::setw(9)
+      os << std::left << std::setw(20) << r.policy << std::setw(10) << r.scenario << std::right << std::setw(9)
          << std::setprecision(2) << 100 * (r.epochs.empty() ? 0.0 : r.epochs.back().accuracy) << '%' << std::setw(11)
          << std::setprecision(3) << r.sim_time << 's';
       if (r.time_to_target)
@@ -107,6 +110,19 @@ class report {
         os << std::setw(14) << "never";
       os << std::setw(12) << 1e3 * r.iter_time << std::setw(12) << 1e3 * r.comm_per_iter << std::setw(7)
          << std::setprecision(1) << (r.iter_time > 0 ? 100 * r.comm_per_iter / r.iter_time : 0.0) << "%\n";
+    }
+    // Codecs against the uncompressed ring, per scenario: compression and accuracy.
+    for (const auto& r : runs_) {
+      if (r.codec == "none") continue;
+      // The ring moves 2(n-1)/n of the gradient per rank; the allgather of payloads n-1 payloads.
+      const double vs_ring = workers_ > 0 ? 2.0 * r.compression / workers_ : 0.0;
+      os << "  " << r.scenario << ": " << r.policy << ": payloads " << std::setprecision(1) << r.compression
+         << "x smaller than the gradient, " << vs_ring << "x less traffic per worker than ring";
+      for (const auto& b : runs_)
+        if (b.policy == "ring" && b.codec == "none" && b.scenario == r.scenario && !b.epochs.empty() && !r.epochs.empty())
+          os << ", accuracy " << std::showpos << std::setprecision(2)
+             << 100 * (r.epochs.back().accuracy - b.epochs.back().accuracy) << std::noshowpos << " points";
+      os << '\n';
     }
     // Speed-ups against BSP ring, per scenario.
     for (const auto& r : runs_) {
@@ -197,6 +213,7 @@ class report {
   std::string model_, clock_;
   double target_;
   int epochs_;
+  int workers_ = 0;
   std::vector<run_summary> runs_;
 };
 
