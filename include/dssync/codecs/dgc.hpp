@@ -62,14 +62,8 @@ struct dgc_state {
   /// \throws malformed_payload if `w` is not a saved DGC state of this element size; the state is
   ///   untouched then.
   void load(std::span<const std::byte> w) {
-    if (w.size() < header_bytes)
-      throw malformed_payload("codecs::dgc: a state of " + std::to_string(w.size()) + " bytes is shorter than its header");
-    std::uint64_t n = 0;
-    std::memcpy(&n, w.data() + 8, 8);
-    const header h = read_header(w, codec_id::dgc_state, version, n);
-    if (h.param != sizeof(T))
-      throw malformed_payload("codecs::dgc: the state holds elements of " + std::to_string(h.param) +
-                              " bytes, this codec's are " + std::to_string(sizeof(T)));
+    const header h = read_state_header<T>(w, codec_id::dgc_state, version, "codecs::dgc");
+    const std::uint64_t n = h.count;
     if (h.payload < 8 || (h.payload - 8) / (2 * sizeof(T)) != n || (h.payload - 8) % (2 * sizeof(T)) != 0)
       throw malformed_payload("codecs::dgc: " + std::to_string(n) + " elements in a state of " +
                               std::to_string(h.payload) + " bytes (expected 8 + 2 * " + std::to_string(n) + " * " +

@@ -50,15 +50,8 @@ struct error_feedback {
   /// Replaces the state with the one `w` holds.
   /// \throws malformed_payload if `w` is not a saved state of this element size, or is truncated.
   void load(std::span<const std::byte> w) {
-    if (w.size() < header_bytes)
-      throw malformed_payload("codecs::error_feedback: a state of " + std::to_string(w.size()) +
-                              " bytes is shorter than its header");
-    std::uint64_t n = 0;
-    std::memcpy(&n, w.data() + 8, 8);
-    const header h = read_header(w, codec_id::error_feedback_state, version, n);
-    if (h.param != sizeof(T))
-      throw malformed_payload("codecs::error_feedback: the state holds elements of " + std::to_string(h.param) +
-                              " bytes, this codec's are " + std::to_string(sizeof(T)));
+    const header h = read_state_header<T>(w, codec_id::error_feedback_state, version, "codecs::error_feedback");
+    const std::uint64_t n = h.count;
     if (n > h.payload / sizeof(T) || h.payload != n * sizeof(T))
       throw malformed_payload("codecs::error_feedback: " + std::to_string(n) + " elements in a state of " +
                               std::to_string(h.payload) + " bytes");

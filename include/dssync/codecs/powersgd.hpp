@@ -67,15 +67,8 @@ struct powersgd_state {
   /// \throws malformed_payload if `w` is not a saved PowerSGD state of this element size; the state is
   ///   untouched then.
   void load(std::span<const std::byte> w) {
-    if (w.size() < header_bytes)
-      throw malformed_payload("codecs::powersgd: a state of " + std::to_string(w.size()) +
-                              " bytes is shorter than its header");
-    std::uint64_t n = 0;
-    std::memcpy(&n, w.data() + 8, 8);
-    const header h = read_header(w, codec_id::powersgd_state, version, n);
-    if (h.param != sizeof(T))
-      throw malformed_payload("codecs::powersgd: the state holds elements of " + std::to_string(h.param) +
-                              " bytes, this codec's are " + std::to_string(sizeof(T)));
+    const header h = read_state_header<T>(w, codec_id::powersgd_state, version, "codecs::powersgd");
+    const std::uint64_t n = h.count;
     reader rd(w.subspan(header_bytes), "codecs::powersgd");
     const auto s = rd.value<std::uint64_t>();
     const auto t = rd.value<std::uint64_t>();

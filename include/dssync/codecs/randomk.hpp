@@ -151,13 +151,7 @@ struct randomk {
     return p;
   }
 
-  static void apply(const parsed& p, std::span<T> out) {
-    for (std::size_t j = 0; j < p.index.size(); ++j) {
-      T v;
-      std::memcpy(&v, p.values.data() + j * sizeof(T), sizeof(T));
-      out[p.index[j]] += v;
-    }
-  }
+  static void apply(const parsed& p, std::span<T> out) { scatter_add<T>(p.index, p.values, out); }
 
   std::vector<std::uint32_t> chosen_;  // scratch, kept between steps
   std::vector<std::uint64_t> bits_;

@@ -126,13 +126,7 @@ struct topk {
   }
 
   /// Adds the entries of a parsed payload to `out`.
-  static void apply(const parsed& p, std::span<T> out) {
-    for (std::size_t j = 0; j < p.index.size(); ++j) {
-      T v;
-      std::memcpy(&v, p.values.data() + j * sizeof(T), sizeof(T));
-      out[p.index[j]] += v;
-    }
-  }
+  static void apply(const parsed& p, std::span<T> out) { scatter_add<T>(p.index, p.values, out); }
 
   /// A magnitude that orders NaN above everything (a strict weak order for the selection).
   [[nodiscard]] static T magnitude(T v) noexcept {

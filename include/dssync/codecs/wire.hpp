@@ -231,6 +231,36 @@ inline void write_index_gaps(std::vector<std::byte>& out, std::span<const std::u
   return index;
 }
 
+/// Reads the header of a saved state of elements `T` (codec id `id`, `version`), whose element count is
+/// the state's own: the count field is read from the bytes, then checked with the rest of the header,
+/// and the header's parameter must be `sizeof(T)`. `who` names the state in the errors
+/// ("codecs::dgc"). \throws malformed_payload.
+template <class T>
+[[nodiscard]] header read_state_header(std::span<const std::byte> w, codec_id id, std::uint8_t version,
+                                       const char* who) {
+  if (w.size() < header_bytes)
+    throw malformed_payload(std::string(who) + ": a state of " + std::to_string(w.size()) +
+                            " bytes is shorter than its header");
+  std::uint64_t n = 0;
+  std::memcpy(&n, w.data() + 8, 8);
+  const header h = read_header(w, id, version, n);
+  if (h.param != sizeof(T))
+    throw malformed_payload(std::string(who) + ": the state holds elements of " + std::to_string(h.param) +
+                            " bytes, this codec's are " + std::to_string(sizeof(T)));
+  return h;
+}
+
+/// Adds the little-endian values `values` (one `T` each, unaligned) at `index` into `out`: the decode of a
+/// sparse payload (topk, randomk, dgc). The indices were validated against `out.size()` by the parser.
+template <class T>
+void scatter_add(std::span<const std::uint32_t> index, std::span<const std::byte> values, std::span<T> out) {
+  for (std::size_t j = 0; j < index.size(); ++j) {
+    T v;
+    std::memcpy(&v, values.data() + j * sizeof(T), sizeof(T));
+    out[index[j]] += v;
+  }
+}
+
 /// Appends the bytes of `v`.
 template <class V>
 void write_value(std::vector<std::byte>& out, const V& v) {
