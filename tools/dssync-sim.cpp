@@ -12,6 +12,14 @@
 
 #include <dssync/algorithms/bounds.hpp>
 #include <dssync/algorithms/cost_model.hpp>
+#include <dssync/algorithms/encoded_allgather.hpp>
+#include <dssync/codecs/dgc.hpp>
+#include <dssync/codecs/onebit.hpp>
+#include <dssync/codecs/qsgd.hpp>
+#include <dssync/codecs/randomk.hpp>
+#include <dssync/codecs/terngrad.hpp>
+#include <dssync/codecs/threshold.hpp>
+#include <dssync/codecs/topk.hpp>
 #include <dssync/algorithms/registry.hpp>
 #include <dssync/algorithms/tree.hpp>
 #include <dssync/core/chunking.hpp>
@@ -38,6 +46,8 @@
 #include <iterator>
 #include <limits>
 #include <optional>
+#include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -256,6 +266,8 @@ struct config {
   int top_links = 5;
   std::string mode = "exact";  // tree packing: exact or blink
   std::string link_class;      // tree packing: the link classes packed ("nvlink"; "nvlink,pcie+socket" packs sets apart)
+  std::string codec;           // allreduce through a codec: NAME[:PARAM]
+  double codec_gbps = 0;       // the codec's encode/decode rate, GB/s (0: free)
 };
 
 std::string policy_list() { return alg::registry().known(); }
@@ -291,7 +303,56 @@ struct report {
   std::string tree_mode, link_class;
   double tree_rate = 0, tree_bound = 0;  // bytes/s
   std::size_t trees = 0;
+  // --codec: the allreduce of encoded payloads.
+  std::string codec;
+  std::size_t slot_bytes = 0, payload_bytes = 0;  // the plan's bound and the payload measured on a gradient
 };
+
+/// The payload bound and the payload of `spec`'s codec ("topk:0.01") on `count` Gaussian floats (seeded),
+/// and the codec's name. Only float codecs without Eigen are offered here.
+struct codec_sizes {
+  std::string name;
+  std::size_t bound = 0, payload = 0;
+};
+codec_sizes measure_codec(const std::string& spec, std::size_t count) {
+  namespace cd = dssync::codecs;
+  const auto colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  double p = 0;
+  const bool has_p = colon != std::string::npos;
+  if (has_p) {
+    const std::string arg = spec.substr(colon + 1);
+    std::size_t used = 0;
+    try {
+      p = std::stod(arg, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != arg.size() || !(p > 0)) throw usage_error("--codec " + spec + ": '" + arg + "' is not a positive number");
+  }
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> g(count);
+  for (auto& x : g) x = d(rng);
+  auto sizes = [&](auto c) {
+    std::vector<std::byte> w;
+    try {
+      c.encode(std::span<const float>(g), w);
+    } catch (const dssync::invalid_argument& e) {
+      throw usage_error("--codec " + spec + ": " + e.what());
+    }
+    return codec_sizes{std::string(decltype(c)::name), c.max_encoded_bytes(count), w.size()};
+  };
+  auto whole = [&](double dflt) { return static_cast<std::size_t>(has_p ? p : dflt); };
+  if (name == "onebit") return sizes(cd::onebit<float>(whole(4096)));
+  if (name == "qsgd") return sizes(cd::qsgd<float>(static_cast<std::uint32_t>(whole(16))));
+  if (name == "terngrad") return sizes(cd::terngrad<float>(whole(4096)));
+  if (name == "threshold") return sizes(cd::threshold<float>(static_cast<float>(has_p ? p : 2.0)));
+  if (name == "topk") return sizes(cd::topk<float>(has_p ? p : 0.01));
+  if (name == "randomk") return sizes(cd::randomk<float>(has_p ? p : 0.01));
+  if (name == "dgc") return sizes(cd::dgc<float>(has_p ? p : 0.001));
+  throw usage_error("--codec '" + spec + "' is not a codec here (onebit, qsgd, terngrad, threshold, topk, randomk, dgc; NAME[:PARAM])");
+}
 
 /// The plan of the registered policy `name` on `t`, around the ranks `failed` when there are any (for
 /// every policy with `plan_without`).
@@ -417,6 +478,20 @@ report run(const config& cfg) {
     rep.tree_mode = cfg.mode;
     rep.link_class = cfg.link_class.empty() ? "all" : cfg.link_class;
     if (kind != dssync::semantics::allreduce) rep.root = cfg.root;
+  } else if (kind == dssync::semantics::allreduce && !cfg.codec.empty()) {
+    // The allreduce of encoded payloads (IR v2): slots bounded by the codec, messages charged the payload
+    // the codec writes for a Gaussian gradient of this size.
+    if (cfg.policy != "auto" && cfg.policy != alg::encoded_allgather::name)
+      throw usage_error("--codec plans the allgather of encoded payloads (policy encoded-allgather), not " + cfg.policy);
+    if (cfg.element_size != 4) throw usage_error("--codec encodes float32 elements: --element-size must be 4");
+    if (!rep.failed.empty()) throw usage_error("--codec cannot plan around failed ranks (--fail)");
+    if (!(cfg.codec_gbps >= 0)) throw usage_error("--codec-gbps must not be negative");
+    const auto c = measure_codec(cfg.codec, rep.count);
+    rep.codec = cfg.codec;
+    rep.slot_bytes = std::max<std::size_t>(1, c.bound);
+    rep.payload_bytes = c.payload;
+    sched = alg::encoded_allgather::plan(n, rep.count, rep.slot_bytes, c.name, c.payload);
+    rep.policy = sched.policy;
   } else if (kind == dssync::semantics::allreduce) {
     std::string name = cfg.policy;
     if (name == "auto") {
@@ -519,6 +594,7 @@ report run(const config& cfg) {
       rep.busbw_factor = N > 1 ? 2.0 * (N - 1) / N : 0.0;
       rep.bound_rule = "allreduce, by cuts (Patarasuk & Yuan on contracted parts): " + b.rule + "; " + b.partition;
     }
+    if (!rep.codec.empty()) rep.bound_rule += " (of the uncompressed allreduce: a codec moves fewer bytes)";
     rep.bound = b.seconds;
     rep.bound_nic = b.capacity;
     rep.bound_parts = b.parts;
@@ -586,6 +662,7 @@ report run(const config& cfg) {
   opt.bytes_per_element = static_cast<double>(cfg.element_size);
   opt.latency = cfg.latency;
   opt.record_timeline = !cfg.trace.empty();
+  opt.codec_bytes_per_s = cfg.codec_gbps * 1e9;
   opt.name = rep.policy + " " + rep.collective + " on " + rep.topology;
   if (!cfg.background.empty()) {
     const std::string text = cfg.background.front() == '@' ? read_text_file(cfg.background.substr(1), "--background")
@@ -653,6 +730,12 @@ json to_json(const report& rep, int top) {
   j["latency_s"] = rep.latency ? json(*rep.latency) : json(nullptr);
   j["verified"] = rep.verified;
   if (!rep.verified) j["verify_message"] = rep.verify_message;
+  if (!rep.codec.empty()) {
+    j["codec"] = rep.codec;
+    j["slot_bytes"] = rep.slot_bytes;
+    j["payload_bytes"] = rep.payload_bytes;
+    j["compression_ratio"] = rep.payload_bytes > 0 ? static_cast<double>(rep.bytes) / static_cast<double>(rep.payload_bytes) : 0.0;
+  }
   j["channels"] = rep.channels;
   j["steps"] = rep.steps;
   if (rep.verified) {
@@ -749,6 +832,10 @@ void print_table(std::ostream& os, const report& rep, int top) {
   rows.emplace_back("collective", rep.collective + (rep.root >= 0 ? ", root " + std::to_string(rep.root) : "") +
                                       (rep.semantics != rep.collective ? " (" + rep.semantics + ")" : ""));
   rows.emplace_back("bytes", std::to_string(rep.bytes) + " (" + format_bytes(static_cast<double>(rep.bytes)) + ")");
+  if (!rep.codec.empty())
+    rows.emplace_back("codec", rep.codec + ", payload " + format_bytes(static_cast<double>(rep.payload_bytes)) + " (" +
+                                   fixed(static_cast<double>(rep.bytes) / static_cast<double>(std::max<std::size_t>(1, rep.payload_bytes)), 1) +
+                                   "x smaller), slot bound " + format_bytes(static_cast<double>(rep.slot_bytes)));
   if (rep.latency) rows.emplace_back("latency", format_time(*rep.latency) + " per link (override)");
   rows.emplace_back("time", rep.verified ? format_time(rep.time) : "- (not simulated)");
   if (rep.verified && rep.lockstep)
@@ -888,6 +975,10 @@ int main(int argc, char** argv) {
      "pieces of a chain broadcast/reduce (0: auto, up to 256)")
     ("element-size", po::value(&cfg.element_size)->value_name("E")->default_value(4),
      "bytes per element (4: float); --bytes must be a multiple")
+    ("codec", po::value(&cfg.codec)->value_name("NAME[:P]"),
+     "allreduce through a codec, inside the plan (onebit, qsgd, terngrad, threshold, topk, randomk, dgc)")
+    ("codec-gbps", po::value(&cfg.codec_gbps)->value_name("G")->default_value(0),
+     "the codec's encode/decode rate in GB/s, charged to its steps (0: free)")
     ("iteration", po::value(&cfg.iteration)->value_name("I")->default_value(0),
      "training iteration passed to the policy (gossip's pairing, ds_sync's groups)")
     ("iterations", po::value(&cfg.iterations)->value_name("K")->default_value(1),
