@@ -68,6 +68,8 @@ class codec_ref final : public codec_hook<E> {
   [[nodiscard]] std::string_view name() const override { return C::name; }
   [[nodiscard]] std::size_t max_encoded_bytes(std::size_t n) const override { return c_.max_encoded_bytes(n); }
   std::size_t encode(std::span<const E> in, std::span<std::byte> out) override {
+    // The codec appends to a vector; this thread's staging vector keeps its capacity from call to call.
+    thread_local std::vector<std::byte> buf_;
     buf_.clear();
     c_.encode(in, buf_);
     if (buf_.size() > out.size())
@@ -82,6 +84,7 @@ class codec_ref final : public codec_hook<E> {
     if constexpr (requires { c_.decode_add(in, out); }) {
       c_.decode_add(in, out);
     } else {
+      thread_local std::vector<E> tmp_;
       tmp_.resize(out.size());
       c_.decode(in, std::span<E>(tmp_));
       for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<E>(out[i] + tmp_[i]);
@@ -91,8 +94,6 @@ class codec_ref final : public codec_hook<E> {
 
  private:
   C& c_;
-  std::vector<std::byte> buf_;
-  std::vector<E> tmp_;
 };
 
 }  // namespace dssync

@@ -159,8 +159,8 @@ enum class buffer_kind : std::uint8_t {
   bytes,     ///< bytes (encoded payloads)
 };
 
-/// A scratch buffer a plan declares: its kind and size (in elements or bytes). Executors allocate it per
-/// run; it starts zeroed.
+/// A scratch buffer a plan declares: its kind and size (in elements or bytes). An element buffer starts
+/// zeroed on every run; a byte buffer holds only what an encode or a receive wrote into its slots.
 struct buffer_decl {
   buffer_kind kind = buffer_kind::elements;
   std::size_t size = 0;

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <span>
 #include <sstream>
 #include <string>
@@ -198,7 +199,6 @@ class rank_executor {
         if (st.reads_src() && st.src_buf < used.size()) used[st.src_buf] = true;
       }
     scratch_elems_.reserve(s.buffers.size());
-    scratch_bytes_.reserve(s.buffers.size());
     for (std::size_t i = 0; i < s.buffers.size(); ++i) {
       const auto& b = s.buffers[i];
       if (!used[i + 1]) {
@@ -211,8 +211,10 @@ class rank_executor {
         base_.push_back(std::as_writable_bytes(std::span<E>(scratch_elems_.back())));
         unit_.push_back(sizeof(E));
       } else {
-        scratch_bytes_.emplace_back(b.size);
-        base_.push_back(std::span<std::byte>(scratch_bytes_.back()));
+        // Byte slots are read only where an encode or a receive wrote them (`fill_`), so they need no
+        // zeroing: they come from this thread's arena, kept from run to run (no allocation, no page
+        // faults once warm).
+        base_.push_back(byte_arena(bytes_used_++, b.size));
         unit_.push_back(1);
       }
     }
@@ -408,6 +410,21 @@ class rank_executor {
       }
       default: return;
     }
+  }
+  /// The calling thread's `i`-th byte buffer, at least `size` bytes (uninitialized). One executor runs
+  /// on a thread at a time (runs are blocking), so a run owns the thread's arena while it lasts.
+  static std::span<std::byte> byte_arena(std::size_t i, std::size_t size) {
+    struct block {
+      std::unique_ptr<std::byte[]> p;
+      std::size_t size = 0;
+    };
+    thread_local std::vector<block> arena;
+    if (arena.size() <= i) arena.resize(i + 1);
+    if (arena[i].size < size) {
+      arena[i].p = std::make_unique_for_overwrite<std::byte[]>(size);
+      arena[i].size = size;
+    }
+    return {arena[i].p.get(), size};
   }
   codec_hook<E>& need_codec(std::size_t c, const active& a) const {
     if (codec_ == nullptr)
@@ -683,7 +700,7 @@ class rank_executor {
   std::vector<std::span<std::byte>> base_;  // every buffer's bytes, by number
   std::vector<std::size_t> unit_;           // every buffer's unit: sizeof(E), or 1 for bytes
   std::vector<std::vector<E>> scratch_elems_;
-  std::vector<std::vector<std::byte>> scratch_bytes_;
+  std::size_t bytes_used_ = 0;  // arena buffers this run holds
   std::map<std::pair<std::uint8_t, std::size_t>, std::size_t> fill_;  // byte slot -> actual length
   std::vector<E> local_tmp_;
   std::size_t steps_entered_ = 0;
