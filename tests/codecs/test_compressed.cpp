@@ -87,7 +87,7 @@ void check_codec(const Codec& proto, int n, std::size_t count, int steps, bool o
       const auto& a = got[static_cast<std::size_t>(t)][static_cast<std::size_t>(r)];
       const auto& b = want[static_cast<std::size_t>(t)];
       REQUIRE(a.size() == b.size());
-      CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+      CHECK((a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0));
     }
 }
 

@@ -55,7 +55,7 @@ void check_mpi_codec(dssync::transport::mpi& t, const Codec& proto, std::size_t 
     }
     auto g = grad(me, step);
     dssync::synchronize(t, g, mine, dssync::ops::sum{}, opt);
-    CHECK_MESSAGE(std::memcmp(g.data(), want.data(), count * sizeof(float)) == 0,
+    CHECK_MESSAGE((count == 0 || std::memcmp(g.data(), want.data(), count * sizeof(float)) == 0),
                   "rank " << me << " step " << step << ": the compressed allreduce differs from the oracle");
   }
 }
