@@ -265,7 +265,7 @@ inline std::string describe(int rank, std::size_t ch, std::size_t idx, const ste
     pieces_t pieces;
   };
   struct rank_state {
-    std::vector<detail::contribution_map> elements;  // per buffer (a placeholder for byte buffers)
+    std::vector<detail::contribution_map> elements;  // per buffer (empty for a byte buffer: slots hold those)
     std::map<std::pair<std::uint8_t, std::size_t>, slot> slots;  // byte slots by (buffer, offset)
   };
   std::vector<rank_state> state(static_cast<std::size_t>(n));
