@@ -13,7 +13,11 @@
 #include <dssync/algorithms/bounds.hpp>
 #include <dssync/algorithms/cost_model.hpp>
 #include <dssync/algorithms/encoded_allgather.hpp>
+#include <Eigen/Core>  // codecs/half.hpp (fp16, bf16) needs Eigen (this include tags the tool for CMake)
+#include <dssync/algorithms/encoded_ring.hpp>
 #include <dssync/codecs/dgc.hpp>
+#include <dssync/codecs/half.hpp>
+#include <dssync/codecs/identity.hpp>
 #include <dssync/codecs/onebit.hpp>
 #include <dssync/codecs/qsgd.hpp>
 #include <dssync/codecs/randomk.hpp>
@@ -309,12 +313,15 @@ struct report {
 };
 
 /// The payload bound and the payload of `spec`'s codec ("topk:0.01") on `count` Gaussian floats (seeded),
-/// and the codec's name. Only float codecs without Eigen are offered here.
+/// and the codec's name. An elementwise codec (identity, fp16, bf16) runs as the encoded ring on `n`
+/// ranks: its sizes are those of the largest part. PowerSGD (a matrix codec) is not offered here.
 struct codec_sizes {
   std::string name;
-  std::size_t bound = 0, payload = 0;
+  std::size_t bound = 0, payload = 0;  // a slot's bound; the payload of the whole tensor
+  std::size_t message = 0;             // the bytes a message is expected to carry
+  bool ring = false;                   // algorithms::encoded_ring, else encoded_allgather
 };
-codec_sizes measure_codec(const std::string& spec, std::size_t count) {
+codec_sizes measure_codec(const std::string& spec, std::size_t count, int n) {
   namespace cd = dssync::codecs;
   const auto colon = spec.find(':');
   const std::string name = spec.substr(0, colon);
@@ -335,15 +342,23 @@ codec_sizes measure_codec(const std::string& spec, std::size_t count) {
   std::vector<float> g(count);
   for (auto& x : g) x = d(rng);
   auto sizes = [&](auto c) {
+    if constexpr (dssync::is_elementwise_codec<decltype(c)>) {
+      const std::size_t part = alg::encoded_ring::largest_part(count, n);
+      const std::size_t bound = c.max_encoded_bytes(part);
+      return codec_sizes{std::string(decltype(c)::name), bound, c.max_encoded_bytes(count), bound, true};
+    }
     std::vector<std::byte> w;
     try {
       c.encode(std::span<const float>(g), w);
     } catch (const dssync::invalid_argument& e) {
       throw usage_error("--codec " + spec + ": " + e.what());
     }
-    return codec_sizes{std::string(decltype(c)::name), c.max_encoded_bytes(count), w.size()};
+    return codec_sizes{std::string(decltype(c)::name), c.max_encoded_bytes(count), w.size(), w.size(), false};
   };
   auto whole = [&](double dflt) { return static_cast<std::size_t>(has_p ? p : dflt); };
+  if (name == "identity") return sizes(cd::identity<float>{});
+  if (name == "fp16") return sizes(cd::fp16<float>{});
+  if (name == "bf16") return sizes(cd::bf16<float>{});
   if (name == "onebit") return sizes(cd::onebit<float>(whole(4096)));
   if (name == "qsgd") return sizes(cd::qsgd<float>(static_cast<std::uint32_t>(whole(16))));
   if (name == "terngrad") return sizes(cd::terngrad<float>(whole(4096)));
@@ -351,7 +366,7 @@ codec_sizes measure_codec(const std::string& spec, std::size_t count) {
   if (name == "topk") return sizes(cd::topk<float>(has_p ? p : 0.01));
   if (name == "randomk") return sizes(cd::randomk<float>(has_p ? p : 0.01));
   if (name == "dgc") return sizes(cd::dgc<float>(has_p ? p : 0.001));
-  throw usage_error("--codec '" + spec + "' is not a codec here (onebit, qsgd, terngrad, threshold, topk, randomk, dgc; NAME[:PARAM])");
+  throw usage_error("--codec '" + spec + "' is not a codec here (identity, fp16, bf16, onebit, qsgd, terngrad, threshold, topk, randomk, dgc; NAME[:PARAM])");
 }
 
 /// The plan of the registered policy `name` on `t`, around the ranks `failed` when there are any (for
@@ -480,17 +495,20 @@ report run(const config& cfg) {
     if (kind != dssync::semantics::allreduce) rep.root = cfg.root;
   } else if (kind == dssync::semantics::allreduce && !cfg.codec.empty()) {
     // The allreduce of encoded payloads (IR v2): slots bounded by the codec, messages charged the payload
-    // the codec writes for a Gaussian gradient of this size.
-    if (cfg.policy != "auto" && cfg.policy != alg::encoded_allgather::name)
-      throw usage_error("--codec plans the allgather of encoded payloads (policy encoded-allgather), not " + cfg.policy);
+    // the codec writes for a Gaussian gradient of this size. Elementwise codecs reduce-scatter and
+    // allgather encoded parts (encoded-ring), the others allgather whole payloads (encoded-allgather).
     if (cfg.element_size != 4) throw usage_error("--codec encodes float32 elements: --element-size must be 4");
     if (!rep.failed.empty()) throw usage_error("--codec cannot plan around failed ranks (--fail)");
     if (!(cfg.codec_gbps >= 0)) throw usage_error("--codec-gbps must not be negative");
-    const auto c = measure_codec(cfg.codec, rep.count);
+    const auto c = measure_codec(cfg.codec, rep.count, n);
+    const std::string_view plan_name = c.ring ? alg::encoded_ring::name : alg::encoded_allgather::name;
+    if (cfg.policy != "auto" && cfg.policy != plan_name)
+      throw usage_error("--codec " + c.name + " plans policy " + std::string(plan_name) + ", not " + cfg.policy);
     rep.codec = cfg.codec;
     rep.slot_bytes = std::max<std::size_t>(1, c.bound);
     rep.payload_bytes = c.payload;
-    sched = alg::encoded_allgather::plan(n, rep.count, rep.slot_bytes, c.name, c.payload);
+    sched = c.ring ? alg::encoded_ring::plan(n, rep.count, rep.slot_bytes, c.name, c.message)
+                   : alg::encoded_allgather::plan(n, rep.count, rep.slot_bytes, c.name, c.message);
     rep.policy = sched.policy;
   } else if (kind == dssync::semantics::allreduce) {
     std::string name = cfg.policy;
@@ -976,7 +994,8 @@ int main(int argc, char** argv) {
     ("element-size", po::value(&cfg.element_size)->value_name("E")->default_value(4),
      "bytes per element (4: float); --bytes must be a multiple")
     ("codec", po::value(&cfg.codec)->value_name("NAME[:P]"),
-     "allreduce through a codec, inside the plan (onebit, qsgd, terngrad, threshold, topk, randomk, dgc)")
+     "allreduce through a codec, inside the plan (identity, fp16, bf16: encoded ring; onebit, qsgd, terngrad, "
+     "threshold, topk, randomk, dgc: allgather of payloads)")
     ("codec-gbps", po::value(&cfg.codec_gbps)->value_name("G")->default_value(0),
      "the codec's encode/decode rate in GB/s, charged to its steps (0: free)")
     ("iteration", po::value(&cfg.iteration)->value_name("I")->default_value(0),

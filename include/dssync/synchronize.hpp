@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "dssync/algorithms/encoded_allgather.hpp"
+#include "dssync/algorithms/encoded_ring.hpp"
 #include "dssync/algorithms/registry.hpp"
 #include "dssync/core/codec.hpp"
 #include "dssync/core/dtype.hpp"
@@ -222,18 +223,22 @@ void run(Transport& comm, const schedule& plan, std::span<E> data, const Op& op,
 }
 
 /// The plan of a compressed allreduce of `count` elements through `codec` on `world` ranks (rank `me`'s
-/// part unless `opt.verify`), cached in `cache`: `algorithms::encoded_allgather` with slots of the
-/// codec's bound. Its description names the codec, the count and the slot size.
+/// part unless `opt.verify`), cached in `cache`: `algorithms::encoded_ring` for an elementwise codec (a
+/// true reduce-scatter and allgather of encoded parts), `algorithms::encoded_allgather` with slots of the
+/// codec's bound for any other. Its description names the plan, the codec, the count and the slot size.
 template <class Codec>
 std::shared_ptr<const schedule> encoded_plan(const Codec& codec, std::size_t count, int world, int me,
                                              const options& opt, plan_cache& cache) {
-  const std::size_t slot = std::max<std::size_t>(1, codec.max_encoded_bytes(count));  // a slot has a place
-  std::string description = std::string(algorithms::encoded_allgather::name) + '|' + std::string(Codec::name) + '|' +
+  constexpr bool ring = is_elementwise_codec<Codec>;
+  using plan_t = std::conditional_t<ring, algorithms::encoded_ring, algorithms::encoded_allgather>;
+  const std::size_t per_slot = ring ? algorithms::encoded_ring::largest_part(count, world) : count;
+  const std::size_t slot = std::max<std::size_t>(1, codec.max_encoded_bytes(per_slot));  // a slot has a place
+  std::string description = std::string(plan_t::name) + '|' + std::string(Codec::name) + '|' +
                             std::to_string(count) + '|' + std::to_string(slot) + '|' + std::to_string(world);
   const std::string key = description + (opt.verify ? "|v" : "|r" + std::to_string(me));
   return cache.get(key, [&] {
-    return build_plan([&] { return algorithms::encoded_allgather::plan(world, count, slot, Codec::name, 0, opt.verify ? -1 : me); },
-                      opt, me, description);
+    return build_plan([&] { return plan_t::plan(world, count, slot, Codec::name, 0, opt.verify ? -1 : me); }, opt, me,
+                      description);
   });
 }
 
@@ -382,10 +387,14 @@ void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options
 
 /// The compressed form: all-reduces `data` over `comm` through `codec`, combining with `op` (sum or
 /// average). `codec` is this rank's codec object with its per-tensor state (a residual, momentum): one
-/// per rank and tensor, kept by the caller from call to call. Payloads that cannot be summed on the wire
-/// go around the ring as an allgather of messages of run-time length (`algorithms::encoded_allgather`):
-/// each rank encodes once (error feedback applied exactly once per call), and every rank decodes every
-/// payload in rank order, so all ranks end with bitwise the same result. The codec's name and slot size
+/// per rank and tensor, kept by the caller from call to call.
+///  - An elementwise codec (`is_elementwise_codec`: identity, fp16, bf16) runs as a true ring
+///    reduce-scatter and allgather of encoded parts (`algorithms::encoded_ring`): partial sums are
+///    decoded and accumulated in the element type, and each rank sends 2(N-1)/N of the encoded tensor.
+///  - Payloads that cannot be summed on the wire go around the ring as an allgather of messages of
+///    run-time length (`algorithms::encoded_allgather`): each rank encodes once (error feedback applied
+///    exactly once per call), and every rank decodes every payload in rank order.
+/// Either way all ranks end with bitwise the same result. The plan, the codec's name and the slot size
 /// are part of the plan's fingerprint: ranks with different codecs fail the agreement.
 /// \throws as the short form, and malformed_payload when a payload (from a peer) does not decode.
 ///

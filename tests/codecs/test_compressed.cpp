@@ -18,6 +18,9 @@
 #include <dssync/codecs/topk.hpp>
 #include <dssync/sim.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <random>
 
 #include "test_support.hpp"
@@ -37,9 +40,47 @@ std::vector<float> gaussian(std::size_t n, unsigned seed) {
   return v;
 }
 
+/// The sequential oracle of `algorithms::encoded_ring` (an elementwise codec): rank p owns part p+1 of
+/// `partition(count, n)`, which starts at rank p+1 and goes around the ring; each hop decodes the partial sum
+/// and adds it to its own part (own + decoded, as decode-add does), then encodes the new partial sum;
+/// the owner p encodes its final sum once and every rank ends with its decoding. One rank sends nothing.
+template <class Codec>
+std::vector<float> ring_oracle(const Codec& proto, const std::vector<std::vector<float>>& x) {
+  const std::size_t n = x.size(), count = x[0].size();
+  std::vector<float> out = x[0];
+  if (n == 1) return out;
+  Codec c = proto;
+  dssync::codec_ref<Codec, float> hook(c);
+  auto round_trip = [&](std::vector<float>& v, const std::vector<float>* add_to) {
+    std::vector<std::byte> w(c.max_encoded_bytes(v.size()));
+    w.resize(hook.encode(std::span<const float>(v), std::span<std::byte>(w)));
+    if (add_to == nullptr) return hook.decode(w, std::span<float>(v));
+    std::vector<float> mine = *add_to;
+    hook.decode_add(w, std::span<float>(mine));
+    v = mine;
+  };
+  auto parts = dssync::partition(count, n);
+  std::rotate(parts.begin(), parts.begin() + 1, parts.end());
+  for (std::size_t p = 0; p < n; ++p) {
+    const std::size_t off = parts[p].offset, len = parts[p].length;
+    if (len == 0) continue;
+    auto slice = [&](std::size_t r) {
+      return std::vector<float>(x[r].begin() + static_cast<long>(off), x[r].begin() + static_cast<long>(off + len));
+    };
+    std::vector<float> acc = slice((p + 1) % n);
+    for (std::size_t j = 2; j <= n; ++j) {
+      const auto mine = slice((p + j) % n);
+      round_trip(acc, &mine);
+    }
+    round_trip(acc, nullptr);
+    std::copy(acc.begin(), acc.end(), out.begin() + static_cast<long>(off));
+  }
+  return out;
+}
+
 /// Runs `steps` compressed allreduces of `count` floats on `n` ranks, each rank starting from a copy
 /// of `proto`, and checks every rank, bitwise, against the sequential oracle: copies of the same codecs
-/// encoding the same gradients, decoded in rank order.
+/// encoding the same gradients, decoded in rank order (the ring's order for an elementwise codec).
 template <class Codec, class Op = dssync::ops::sum>
 void check_codec(const Codec& proto, int n, std::size_t count, int steps, bool on_sim = false) {
   CAPTURE(Codec::name);
@@ -51,6 +92,14 @@ void check_codec(const Codec& proto, int n, std::size_t count, int steps, bool o
   std::vector<std::vector<float>> want(static_cast<std::size_t>(steps));
   for (int t = 0; t < steps; ++t) {
     std::vector<float> out(count);
+    if constexpr (dssync::is_elementwise_codec<Codec>) {
+      std::vector<std::vector<float>> x;
+      for (int r = 0; r < n; ++r) x.push_back(grad(r, t));
+      out = ring_oracle(proto, x);
+      if constexpr (std::is_same_v<Op, dssync::ops::average>) Op{}.finalize(std::span<float>(out), n);
+      want[static_cast<std::size_t>(t)] = out;
+      continue;
+    }
     for (int r = 0; r < n; ++r) {
       std::vector<std::byte> w;
       auto g = grad(r, t);
@@ -114,6 +163,110 @@ TEST_CASE("compressed allreduce: every codec, 1..8 ranks, empty to 5000 elements
   SUBCASE("randomk") { check_sizes(cd::randomk<float>(0.05)); }
   SUBCASE("dgc") { check_sizes(cd::dgc<float>(0.05)); }
   SUBCASE("powersgd") { check_sizes(cd::powersgd<float>(2)); }
+}
+
+TEST_CASE("encoded ring (elementwise codecs): a true reduce-scatter and allgather, proven, whose traffic does not grow with N") {
+  namespace algo = dssync::algorithms;
+  for (int n : {1, 2, 3, 5, 8, 16})
+    for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{16}, std::size_t{1000}}) {
+      CAPTURE(n);
+      CAPTURE(count);
+      const std::size_t slot = cd::fp16<float>{}.max_encoded_bytes(algo::encoded_ring::largest_part(count, n));
+      const auto whole = algo::encoded_ring::plan(n, count, slot, "fp16");
+      const auto v = dssync::verify(whole);
+      REQUIRE_MESSAGE(v.ok, v.message);
+      for (int r = 0; r < n; ++r) {  // a rank's part is exactly its share of the whole plan
+        const auto mine = algo::encoded_ring::plan(n, count, slot, "fp16", 0, r);
+        CHECK(mine.ranks[static_cast<std::size_t>(r)].step_count() == whole.ranks[static_cast<std::size_t>(r)].step_count());
+      }
+      // Each non-empty part travels 2(n-1) hops (n-1 partial sums, then its owner's payload n-1 times);
+      // an empty part travels none.
+      const std::size_t nonempty = std::min<std::size_t>(count, static_cast<std::size_t>(n));
+      CHECK(v.bytes_bound == nonempty * 2 * static_cast<std::size_t>(n - 1) * slot);
+    }
+  // Per-rank traffic at 16,000 floats: flat in N for the ring, linear in N for the allgather.
+  const std::size_t count = 16000;
+  for (int n : {2, 4, 8, 16}) {
+    CAPTURE(n);
+    const std::size_t slot = cd::fp16<float>{}.max_encoded_bytes(algo::encoded_ring::largest_part(count, n));
+    const double per_rank = static_cast<double>(dssync::verify(algo::encoded_ring::plan(n, count, slot, "fp16")).bytes_bound) / n;
+    const double tensor = static_cast<double>(cd::fp16<float>{}.max_encoded_bytes(count));
+    CHECK(per_rank <= 2.0 * (n - 1) / n * tensor + 2.0 * (n - 1) * 24);
+    const double gather =
+        static_cast<double>(dssync::verify(algo::encoded_allgather::plan(n, count, static_cast<std::size_t>(tensor), "fp16")).bytes_bound) / n;
+    CHECK(gather == doctest::Approx((n - 1) * tensor));
+  }
+}
+
+TEST_CASE("encoded ring: identity gives bitwise the plain ring's sum; fp16 sums small integers exactly; average; sim") {
+  for (int n : {2, 3, 5}) {
+    CAPTURE(n);
+    const std::size_t count = 1001;
+    std::vector<std::vector<float>> ring_out(static_cast<std::size_t>(n)), codec_out(static_cast<std::size_t>(n)),
+        int_out(static_cast<std::size_t>(n));
+    const auto errs = dssync_test::run_world(n, [&](auto& comm) {
+      const auto r = static_cast<std::size_t>(comm.rank());
+      auto a = gaussian(count, static_cast<unsigned>(comm.rank() + 3)), b = a;
+      dssync::synchronize<dssync::algorithms::ring>(comm, topo::full_mesh(n), a, dssync::ops::sum{},
+                                                    dssync_test::test_options());
+      dssync::codecs::identity<float> id;
+      dssync::synchronize(comm, b, id, dssync::ops::sum{}, dssync_test::test_options());
+      ring_out[r] = a;
+      codec_out[r] = b;
+      std::vector<float> ints(count);
+      for (std::size_t i = 0; i < count; ++i) ints[i] = static_cast<float>((i * 7 + r * 13) % 64) - 32.0f;
+      cd::fp16<float> half;
+      dssync::synchronize(comm, ints, half, dssync::ops::sum{}, dssync_test::test_options());
+      int_out[r] = ints;
+    });
+    REQUIRE_MESSAGE(dssync_test::describe_errors(errs).empty(), dssync_test::describe_errors(errs));
+    for (int r = 0; r < n; ++r) {
+      const auto ur = static_cast<std::size_t>(r);
+      CHECK(std::memcmp(ring_out[ur].data(), codec_out[ur].data(), count * sizeof(float)) == 0);
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        float want = 0;
+        for (int q = 0; q < n; ++q) want += static_cast<float>((i * 7 + static_cast<std::size_t>(q) * 13) % 64) - 32.0f;
+        wrong += int_out[ur][i] != want;
+      }
+      CHECK(wrong == 0);
+    }
+  }
+  check_codec<cd::fp16<float>, dssync::ops::average>(cd::fp16<float>{}, 5, 1000, 1);
+  check_codec<cd::bf16<float>, dssync::ops::average>(cd::bf16<float>{}, 3, 333, 1);
+  check_codec(cd::fp16<float>{}, 4, 1000, 1, true);
+  check_codec(cd::bf16<float>{}, 16, 1000, 1);
+  check_codec(cd::fp16<float>{}, 16, 5, 1);
+}
+
+TEST_CASE("encoded ring: fp16 accumulates in float, within n roundings of the exact sum, bitwise equal on all ranks") {
+  // 8 ranks of Gaussians: the n-1 partial sums and the final sum are each rounded to fp16 once (relative
+  // error 2^-11, absolute 2^-24 below fp16's normal range) and added in float, so |error| <= n * (2^-11 *
+  // sum |x| + 2^-24); every rank holds bitwise the same values.
+  const int n = 8;
+  const std::size_t count = 4096;
+  std::vector<std::vector<float>> in(n), out(n);
+  for (int r = 0; r < n; ++r) in[static_cast<std::size_t>(r)] = gaussian(count, static_cast<unsigned>(50 + r));
+  const auto errs = dssync_test::run_world(n, [&](auto& comm) {
+    auto g = in[static_cast<std::size_t>(comm.rank())];
+    cd::fp16<float> half;
+    dssync::synchronize(comm, g, half, dssync::ops::sum{}, dssync_test::test_options());
+    out[static_cast<std::size_t>(comm.rank())] = g;
+  });
+  REQUIRE_MESSAGE(dssync_test::describe_errors(errs).empty(), dssync_test::describe_errors(errs));
+  double worst = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    double exact = 0, magnitude = 0;
+    for (int r = 0; r < n; ++r) {
+      exact += in[static_cast<std::size_t>(r)][i];
+      magnitude += std::abs(in[static_cast<std::size_t>(r)][i]);
+    }
+    const double bound = n * (std::ldexp(1.0, -11) * magnitude + std::ldexp(1.0, -24));
+    const double err = std::abs(out[3][i] - exact);
+    worst = std::max(worst, err / bound);
+    for (int r = 1; r < n; ++r) REQUIRE(out[static_cast<std::size_t>(r)][i] == out[0][i]);  // bitwise equal ranks
+  }
+  CHECK(worst <= 1.0);
 }
 
 TEST_CASE("compressed allreduce: average divides the decoded sum; the simulated transport gives the same bits") {

@@ -81,6 +81,7 @@ template <class T, class H, codec_id Id>
 struct half_codec {
   static_assert(std::is_floating_point_v<T>, "codecs::fp16/bf16 encode floating-point elements");
   static constexpr bool is_linear = true;
+  static constexpr bool is_elementwise = true;  // a part's payload is its own; no state
   static constexpr std::uint8_t version = 1;
 
   void encode(std::span<const T> in, std::vector<std::byte>& out) const {

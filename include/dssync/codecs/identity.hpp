@@ -19,6 +19,7 @@ template <element T>
 struct identity {
   static constexpr std::string_view name = "identity";
   static constexpr bool is_linear = true;
+  static constexpr bool is_elementwise = true;
 
   void encode(std::span<const T> in, std::vector<std::byte>& out) const {
     const auto at = out.size();

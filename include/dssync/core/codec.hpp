@@ -27,6 +27,7 @@ namespace dssync {
 ///  4. `c.max_encoded_bytes(n)` bounds the wire size of `n` elements.
 ///  5. `C::is_linear` (`static constexpr bool`) says whether encoded payloads may be summed on the wire
 ///     (identity, fp16, PowerSGD factors). Non-linear codecs (sparse, quantized) use allgather instead.
+///  6. Optional: `C::is_elementwise` (see `is_elementwise_codec`).
 namespace concepts {
 
 template <class C, class T>
@@ -40,6 +41,19 @@ concept codec = requires(C& c, std::span<const T> in, std::span<T> out, std::spa
 };
 
 }  // namespace concepts
+
+/// Whether codec `C` is elementwise (`C::is_elementwise`, default false): the payload of any part of a
+/// tensor is that part's own payload, decoding reads nothing else, and `encode` keeps no state (no
+/// residual, no random stream). Identity, fp16 and bf16 are. A plan may then encode parts of a tensor and
+/// re-encode partial sums, and so run the compressed allreduce as a true ring reduce-scatter and
+/// allgather (`algorithms::encoded_ring`), whose traffic does not grow with the number of ranks.
+template <class C>
+inline constexpr bool is_elementwise_codec = [] {
+  if constexpr (requires { C::is_elementwise; })
+    return static_cast<bool>(C::is_elementwise);
+  else
+    return false;
+}();
 
 /// The codec as a plan's encode, decode and decode-add steps see it (`execute(..., codec)`): a run-time
 /// interface, so that the executor and the transports stay codec-agnostic. `codec_ref` adapts any codec.
