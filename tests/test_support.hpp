@@ -76,6 +76,16 @@ inline std::size_t scaled(std::size_t n, std::size_t at_least = 1) {
 // Messages
 // ---------------------------------------------------------------------------------------------------
 
+/// `n` floats drawn from N(0, scale²) by a seeded mt19937: a gradient-like test input, the same on every
+/// platform's libstdc++ run.
+inline std::vector<float> gaussian(std::size_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
 inline bool contains(std::string_view s, std::string_view sub) { return s.find(sub) != std::string_view::npos; }
 
 /// Whether `msg` contains the number `x` as a whole number (not as part of a longer one).

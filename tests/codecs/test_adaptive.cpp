@@ -17,13 +17,7 @@ namespace tsim = dssync::transport::sim;
 
 namespace {
 
-std::vector<float> gaussian(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using dssync_test::gaussian;
 
 std::size_t payload_of(auto codec, const std::vector<float>& g) {
   std::vector<std::byte> w;

@@ -32,13 +32,7 @@ using dssync_test::contains;
 
 namespace {
 
-std::vector<float> gaussian(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using dssync_test::gaussian;
 
 /// The sequential oracle of `algorithms::encoded_ring` (an elementwise codec): rank p owns part p+1 of
 /// `partition(count, n)`, which starts at rank p+1 and goes around the ring; each hop decodes the partial sum

@@ -186,7 +186,10 @@ class rank_executor {
     // (the others, which only other ranks use, are not allocated here).
     base_.push_back(std::as_writable_bytes(data_));
     unit_.push_back(sizeof(E));
-    std::vector<bool> used(s.buffers.size() + 1, false);
+    // Which scratch buffers this rank's steps name (a plan without any, the common case, allocates nothing
+    // here); every step that uses the IR v2 fields is checked first.
+    std::vector<bool> used;
+    if (!s.buffers.empty()) used.assign(s.buffers.size() + 1, false);
     for (const auto& ch : s.ranks.at(static_cast<std::size_t>(me_)).channels)
       for (const auto& st : ch.steps) {
         if (st.buf != user_buffer || st.src_buf != user_buffer || st.variable || st.is_local())
@@ -195,6 +198,7 @@ class rank_executor {
                                        [&] { std::ostringstream os; os << st; return os.str(); }() + ") of plan " +
                                        s.policy + ": " + why,
                                    me_);
+        if (used.empty()) continue;
         if (st.buf < used.size()) used[st.buf] = true;
         if (st.reads_src() && st.src_buf < used.size()) used[st.src_buf] = true;
       }
