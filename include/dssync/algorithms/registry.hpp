@@ -26,6 +26,9 @@
 #include "dssync/algorithms/binomial_tree.hpp"
 #include "dssync/algorithms/chain.hpp"
 #include "dssync/algorithms/direct.hpp"
+#include "dssync/algorithms/one_shot.hpp"
+#include "dssync/algorithms/rabenseifner.hpp"
+#include "dssync/algorithms/recursive_doubling.hpp"
 #include "dssync/algorithms/double_binary_tree.hpp"
 #include "dssync/algorithms/ds_sync.hpp"
 #include "dssync/algorithms/gossip.hpp"
@@ -216,6 +219,9 @@ class policy_registry {
     add(make_policy_entry<chain>({}, "pipelined chain broadcast and reduce, for large messages"));
     add(make_policy_entry<tree>({}, "spanning trees packed to the Edmonds bound (ForestColl; Blink by option): broadcast, reduce, allreduce"));
     add(make_policy_entry<binomial_tree>({}, "binomial-tree broadcast and reduce, ceil(log2 N) hops, for small messages"));
+    add(make_policy_entry<recursive_doubling>({}, "recursive doubling: log2 N whole-buffer exchanges, staged (MPICH; small messages, any N by folding)"));
+    add(make_policy_entry<rabenseifner>({}, "Rabenseifner: reduce-scatter by recursive halving, allgather by doubling (MPICH; any N by folding)"));
+    add(make_policy_entry<one_shot>({}, "one-shot: one round, every rank sends its whole buffer to all and reduces in rank order (few ranks, small buffers)"));
   }
   policy_registry(const policy_registry&) = delete;
   policy_registry& operator=(const policy_registry&) = delete;
