@@ -303,16 +303,32 @@ TEST_CASE("compressed allreduce: error feedback is applied once per call (the re
 
 TEST_CASE("compressed allreduce: ranks with different codecs or lengths fail with mismatch_error, never a hang") {
   SUBCASE("codecs") {
+    // The failed call leaves each codec's state untouched: no encode runs before the agreement.
+    std::vector<int> touched(2, -1);
     const auto errs = dssync_test::run_world(2, [&](auto& comm) {
       auto g = gaussian(100, 1);
+      auto zero = [](const std::vector<float>& v) {
+        return std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; });
+      };
       if (comm.rank() == 0) {
         cd::topk<float> c(0.1);
-        dssync::synchronize(comm, g, c, dssync::ops::sum{}, dssync_test::test_options());
+        try {
+          dssync::synchronize(comm, g, c, dssync::ops::sum{}, dssync_test::test_options());
+        } catch (...) {
+          touched[0] = zero(c.state.residual) ? 0 : 1;
+          throw;
+        }
       } else {
         cd::onebit<float> c(32);
-        dssync::synchronize(comm, g, c, dssync::ops::sum{}, dssync_test::test_options());
+        try {
+          dssync::synchronize(comm, g, c, dssync::ops::sum{}, dssync_test::test_options());
+        } catch (...) {
+          touched[1] = zero(c.state.residual) ? 0 : 1;
+          throw;
+        }
       }
     });
+    CHECK(touched == std::vector<int>{0, 0});
     for (int r = 0; r < 2; ++r) {
       REQUIRE(errs[static_cast<std::size_t>(r)]);
       CHECK_THROWS_AS(std::rethrow_exception(errs[static_cast<std::size_t>(r)]), dssync::mismatch_error);

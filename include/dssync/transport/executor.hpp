@@ -473,6 +473,9 @@ class rank_executor {
       active& a = ch.win[k];
       if (a.st->is_local()) {
         if (a.done == a.nseg) continue;
+        // An encode advances the codec's state (its error-feedback residual): not before the agreement,
+        // so that a call the ranks disagree on leaves the state as it was.
+        if (a.st->kind == step_kind::encode && gate_ != nullptr && !gate_->open()) continue;
         if (blocked(ch, k, a.st->buf, a.st->data, true) ||
             (a.st->reads_src() && blocked(ch, k, a.st->src_buf, a.st->src, false)))
           continue;
