@@ -7,9 +7,7 @@
 
 #include <doctest/doctest.h>
 
-#include <dssync/algorithms/one_shot.hpp>
-#include <dssync/algorithms/rabenseifner.hpp>
-#include <dssync/algorithms/recursive_doubling.hpp>
+#include <dssync/algorithms/butterfly.hpp>
 #include <dssync/sim.hpp>
 
 #include <cstdint>

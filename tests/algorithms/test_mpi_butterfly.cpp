@@ -5,9 +5,7 @@
 
 #include <doctest/doctest.h>
 
-#include <dssync/algorithms/one_shot.hpp>
-#include <dssync/algorithms/rabenseifner.hpp>
-#include <dssync/algorithms/recursive_doubling.hpp>
+#include <dssync/algorithms/butterfly.hpp>
 #include <dssync/ops/ops.hpp>
 #include <dssync/synchronize.hpp>
 #include <dssync/topology/full_mesh.hpp>

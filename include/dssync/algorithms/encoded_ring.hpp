@@ -110,17 +110,11 @@ struct encoded_ring {
   /// The whole plan (or rank `rank`'s part) of an allreduce of `count` elements whose payloads for one
   /// part take at most `slot_bytes` bytes (the codec's `max_encoded_bytes(largest_part(count, world))`),
   /// `expected` bytes expected. `codec` names the codec in the plan's policy name.
-  /// \throws invalid_argument for a world size below 1 or a zero slot size.
+  /// \throws invalid_argument for a world size below 1, a rank out of range or a zero slot size.
   [[nodiscard]] static schedule plan(int world, std::size_t count, std::size_t slot_bytes, std::string_view codec,
                                      std::size_t expected = 0, int rank = -1) {
-    if (world < 1) throw invalid_argument("encoded_ring: world size " + std::to_string(world) + " is not positive");
-    schedule s;
-    s.policy = std::string(name) + '(' + std::string(codec) + ')';
-    s.world_size = world;
-    s.count = count;
-    s.kind = semantics::allreduce;
-    s.ranks.resize(static_cast<std::size_t>(world));
-    s.planned_rank = rank;
+    auto s = blocks::empty_plan(std::string(name) + '(' + std::string(codec) + ')', world, count, semantics::allreduce,
+                                world > 1 ? 1 : 0, rank);
     auto parts = partition(count, static_cast<std::size_t>(world));
     std::rotate(parts.begin(), parts.begin() + 1, parts.end());  // as `ring`: the same chains, the same sums
     blocks::encoded_ring_allreduce(s, blocks::iota_members(world), parts, slot_bytes, expected);

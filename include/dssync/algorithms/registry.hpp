@@ -23,12 +23,10 @@
 #include <vector>
 
 #include "dssync/algorithms/bcube.hpp"
+#include "dssync/algorithms/butterfly.hpp"
 #include "dssync/algorithms/binomial_tree.hpp"
 #include "dssync/algorithms/chain.hpp"
 #include "dssync/algorithms/direct.hpp"
-#include "dssync/algorithms/one_shot.hpp"
-#include "dssync/algorithms/rabenseifner.hpp"
-#include "dssync/algorithms/recursive_doubling.hpp"
 #include "dssync/algorithms/double_binary_tree.hpp"
 #include "dssync/algorithms/ds_sync.hpp"
 #include "dssync/algorithms/gossip.hpp"
