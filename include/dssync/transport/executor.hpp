@@ -202,7 +202,6 @@ class rank_executor {
         if (st.buf < used.size()) used[st.buf] = true;
         if (st.reads_src() && st.src_buf < used.size()) used[st.src_buf] = true;
       }
-    scratch_elems_.reserve(s.buffers.size());
     for (std::size_t i = 0; i < s.buffers.size(); ++i) {
       const auto& b = s.buffers[i];
       if (!used[i + 1]) {
@@ -211,8 +210,9 @@ class rank_executor {
         continue;
       }
       if (b.kind == buffer_kind::elements) {
-        scratch_elems_.emplace_back(b.size);
-        base_.push_back(std::as_writable_bytes(std::span<E>(scratch_elems_.back())));
+        // Element buffers start zeroed; they come from this thread's arena too, so that a plan that
+        // stages every call (recursive doubling, one-shot) neither allocates nor page-faults once warm.
+        base_.push_back(std::as_writable_bytes(element_arena(elems_used_++, b.size)));
         unit_.push_back(sizeof(E));
       } else {
         // Byte slots are read only where an encode or a receive wrote them (`fill_`), so they need no
@@ -417,6 +417,16 @@ class rank_executor {
   }
   /// The calling thread's `i`-th byte buffer, at least `size` bytes (uninitialized). One executor runs
   /// on a thread at a time (runs are blocking), so a run owns the thread's arena while it lasts.
+  /// This thread's element buffer `i`, `size` zeroed elements, kept from run to run (an executor runs
+  /// to completion before the thread starts another, so one run's buffers are never another's).
+  static std::span<E> element_arena(std::size_t i, std::size_t size) {
+    thread_local std::vector<std::vector<E>> arena;
+    if (arena.size() <= i) arena.resize(i + 1);
+    if (arena[i].size() < size) arena[i].resize(size);
+    const std::span<E> out(arena[i].data(), size);
+    std::fill(out.begin(), out.end(), E{});
+    return out;
+  }
   static std::span<std::byte> byte_arena(std::size_t i, std::size_t size) {
     struct block {
       std::unique_ptr<std::byte[]> p;
@@ -706,8 +716,8 @@ class rank_executor {
   std::size_t seg_bytes_;  // bytes per segment of a message of run-time length
   std::vector<std::span<std::byte>> base_;  // every buffer's bytes, by number
   std::vector<std::size_t> unit_;           // every buffer's unit: sizeof(E), or 1 for bytes
-  std::vector<std::vector<E>> scratch_elems_;
-  std::size_t bytes_used_ = 0;  // arena buffers this run holds
+  std::size_t elems_used_ = 0;  // arena element buffers this run holds
+  std::size_t bytes_used_ = 0;  // arena byte buffers this run holds
   std::map<std::pair<std::uint8_t, std::size_t>, std::size_t> fill_;  // byte slot -> actual length
   std::vector<E> local_tmp_;
   std::size_t steps_entered_ = 0;
