@@ -3,16 +3,17 @@
 // For each world size N and buffer size S (bytes of float per rank), N worker threads of one
 // dssync::transport::inproc::world all-reduce Gaussian gradients, first uncompressed with the ring
 //   dssync::synchronize<dssync::algorithms::ring>(comm, full_mesh(N), buf)
-// and then through each codec, inside the plan (encode, allgather of payloads of run-time length,
-// ordered decodes):
+// and then through each codec, inside the plan (identity and fp16: the encoded ring, a reduce-scatter and
+// allgather of encoded parts; the others: encode, allgather of payloads of run-time length, ordered
+// decodes):
 //   dssync::synchronize(comm, buf, codec)
 // side by side in one run. The time of one iteration runs from the moment a std::barrier across the N
 // workers opens to the moment the last rank returns (the max over ranks); the reported time is the
 // median. Every rank refills its buffer from its gradient before each iteration, outside the timed window.
 //
 // Columns: time, algbw = S / time, busbw = algbw * 2(N-1)/N (the ring's convention, so that rows
-// compare), wire = the bytes a rank receives (the ring: 2(N-1)/N * S; a codec: the N-1 payloads of the
-// others, measured by encoding the same data), ratio = ring's wire / codec's wire, vs_ring = ring's time /
+// compare), wire = the bytes a rank receives (the ring: 2(N-1)/N * S; an elementwise codec: 2(N-1)/N of
+// its payload; another codec: the N-1 payloads of the others, measured by encoding the same data), ratio = ring's wire / codec's wire, vs_ring = ring's time /
 // codec's time (above 1: faster than the uncompressed ring), and the peak resident memory of the config.
 // In process the "network" is memory, so compression pays only where the codec's compute costs less
 // than the bytes it saves at memory speed: a finding, reported as measured.
@@ -94,9 +95,17 @@ result run(int n, std::size_t count, int iters, int warmup, memory_probe& mem, C
   return res;
 }
 
-/// The bytes a rank receives in the compressed allreduce: the other ranks' payloads of their first step.
+/// The bytes a rank receives in the compressed allreduce: the other ranks' payloads of their first step
+/// (the allgather), or 2(N-1)/N of one payload for an elementwise codec (the encoded ring's parts).
 template <class Codec>
 double payload_bytes(const Codec& proto, int n, std::size_t count) {
+  if constexpr (dssync::is_elementwise_codec<Codec>) {
+    Codec c = proto;
+    const auto g = gaussian(count, 1);
+    std::vector<std::byte> w;
+    c.encode(std::span<const float>(g), w);
+    return allreduce_bus_factor(n) * static_cast<double>(w.size());
+  }
   double total = 0;
   for (int r = 1; r < n; ++r) {
     Codec c = proto;

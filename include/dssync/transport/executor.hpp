@@ -415,8 +415,6 @@ class rank_executor {
       default: return;
     }
   }
-  /// The calling thread's `i`-th byte buffer, at least `size` bytes (uninitialized). One executor runs
-  /// on a thread at a time (runs are blocking), so a run owns the thread's arena while it lasts.
   /// This thread's element buffer `i`, `size` zeroed elements, kept from run to run (an executor runs
   /// to completion before the thread starts another, so one run's buffers are never another's).
   static std::span<E> element_arena(std::size_t i, std::size_t size) {
@@ -427,6 +425,8 @@ class rank_executor {
     std::fill(out.begin(), out.end(), E{});
     return out;
   }
+  /// The calling thread's `i`-th byte buffer, at least `size` bytes (uninitialized). One executor runs
+  /// on a thread at a time (runs are blocking), so a run owns the thread's arena while it lasts.
   static std::span<std::byte> byte_arena(std::size_t i, std::size_t size) {
     struct block {
       std::unique_ptr<std::byte[]> p;
