@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include <dssync/dssync.hpp>
+#include <dssync/algorithms/tuning.hpp>
 #include <dssync/transport/mpi.hpp>
 
 #include "common.hpp"
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
     cli c("allreduce_mpi", "dssync allreduce over MPI vs MPI_Allreduce (run under mpiexec)");
     c.flag("--smoke", "one small size, 2 iterations (a ctest smoke run)")
         .option("--sizes", "MIN:MAX", "byte sizes, x4 steps (default 4K:256M)")
-        .option("--policies", "LIST", "comma-separated policies (default ring,direct)")
+        .option("--policies", "LIST", "comma-separated policies (default ring,direct; auto: DSSYNC_TUNING_FILE's pick)")
         .option("--iters", "K", "timed iterations per size (default by size)")
         .option("--segment", "BYTES", "pipeline segment (options::segment_bytes)")
         .flag("--no-check", "skip the agreement exchange (options::check_agreement = false)")
@@ -135,8 +136,15 @@ int main(int argc, char** argv) {
       }
       const double mpi_t = median(mpi_times);
       for (std::size_t pi = 0; pi < cfg.policies.size(); ++pi) {
-        const auto& policy = cfg.policies[pi];
-        const auto& entry = dssync::algorithms::registry().at(policy);
+        std::string policy = cfg.policies[pi];
+        const dssync::algorithms::policy_entry* chosen = nullptr;
+        if (policy == dssync::algorithms::auto_policy) {  // what auto runs here: DSSYNC_TUNING_FILE's pick, else the cost model's
+          const auto tab = opt.tuning_file.empty() ? nullptr : dssync::algorithms::tuning_from_file(opt.tuning_file);
+          const auto c = dssync::algorithms::choose_allreduce(dssync::topology::full_mesh(n), bytes, sizeof(float), tab.get());
+          chosen = &dssync::algorithms::registry().at(c.policy);
+          policy = "auto:" + c.policy;
+        }
+        const auto& entry = chosen != nullptr ? *chosen : dssync::algorithms::registry().at(policy);
         prog.update(++step, policy + " " + size_label(bytes));
         std::vector<double> times;
         bool ok = true;

@@ -110,6 +110,19 @@ inline bool names_rank(std::string_view msg, int r) {
   return false;
 }
 
+/// The what() of the dssync::invalid_argument `f` throws, or a marker that fails every check.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const dssync::invalid_argument& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("<not invalid_argument> ") + e.what();
+  }
+  return "<nothing thrown>";
+}
+
 /// The what() of an exception_ptr ("" if null, "<non-std exception>" otherwise).
 inline std::string what(const std::exception_ptr& e) {
   if (!e) return {};

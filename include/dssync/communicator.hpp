@@ -50,6 +50,7 @@
 
 #include "dssync/algorithms/blocks/partition.hpp"
 #include "dssync/algorithms/registry.hpp"
+#include "dssync/algorithms/tuning.hpp"
 #include "dssync/core/codec.hpp"
 #include "dssync/core/error.hpp"
 #include "dssync/core/options.hpp"
@@ -166,7 +167,19 @@ class communicator {
       : comm_(&transport), topo_(std::move(topo)), opt_(std::move(opt)) {
     if constexpr (requires { transport.serialized_threads(); }) background_ = transport.serialized_threads();
     detail::validate_topology(topo_, *comm_);
-    use(semantics::allreduce, algorithms::policy_from_env(default_policy));
+    use(semantics::allreduce, algorithms::default_allreduce_policy(default_policy, opt_.tuning_file));
+    if (auto_allreduce_ && !opt_.tuning_file.empty()) {
+      try {
+        table_ = algorithms::tuning_from_file(opt_.tuning_file);  // a bad file fails here, not mid-training
+      } catch (const invalid_argument& x) {
+        throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": " + x.what(), rank());
+      }
+    }
+    detail::log(opt_, log_level::info, rank(), "communicator: allreduce policy ",
+                auto_allreduce_ ? std::string(algorithms::auto_policy) : policies_[0]->name,
+                algorithms::policy_from_env("").empty()
+                    ? (auto_allreduce_ ? std::string(" (DSSYNC_TUNING_FILE ") + opt_.tuning_file + ")" : " (default)")
+                    : " (DSSYNC_ALGO)");
     use(semantics::reduce_scatter, algorithms::ring::name);
     use(semantics::allgather, algorithms::ring::name);
     use(semantics::group_allreduce, algorithms::ds_sync::name);
@@ -204,12 +217,20 @@ class communicator {
   std::uint64_t next_iteration() noexcept { return ++iteration_; }
 
   /// Runs collective `c` with the registered policy `name` from now on (broadcast and reduce: an empty
-  /// name restores the size rule, chain from `chain_threshold_bytes`, binomial tree below).
+  /// name or "auto" restores the size rule, chain from `chain_threshold_bytes`, binomial tree below).
+  /// "auto" for the allreduce picks per size: from the tuning table (`use_tuning`, else the options'
+  /// `tuning_file`) where it has an entry, else from the cost model on this session's topology
+  /// (`algorithms::choose_allreduce`); DSSYNC_DEBUG=INFO logs each size's choice and its reason.
   /// \throws invalid_argument, naming the rank, if `name` is unknown or does not plan `c`.
   communicator& use(semantics c, std::string_view name) {
     auto& slot = policy_slot(c);
-    if (name.empty() && has_root(c)) {
+    if ((name.empty() || name == algorithms::auto_policy) && has_root(c)) {
       slot = nullptr;
+      return *this;
+    }
+    if (name == algorithms::auto_policy && c == semantics::allreduce) {
+      auto_allreduce_ = true;
+      forget_auto_choices();
       return *this;
     }
     const auto* e = algorithms::registry().find(name);
@@ -223,10 +244,25 @@ class communicator {
                                  "\" plans " + e->collective_list() + ", not " + to_string(c),
                              rank());
     slot = e;
+    if (c == semantics::allreduce) auto_allreduce_ = false;
     return *this;
   }
-  /// The policy collective `c` of `bytes` bytes runs with.
-  [[nodiscard]] const algorithms::policy_entry& policy(semantics c, std::size_t bytes = 0) const {
+  /// Has "auto" pick from `table` (a table dssync-tune wrote: `algorithms::tuning_table::load`) from now
+  /// on, instead of the options' `tuning_file`; the allreduce policy becomes "auto".
+  communicator& use_tuning(algorithms::tuning_table table) {
+    {
+      std::lock_guard lk(auto_m_);
+      table_ = std::make_shared<const algorithms::tuning_table>(std::move(table));
+    }
+    return use(semantics::allreduce, algorithms::auto_policy);
+  }
+  /// Whether the allreduce policy is "auto".
+  [[nodiscard]] bool auto_allreduce() const noexcept { return auto_allreduce_; }
+  /// The policy collective `c` of `bytes` bytes (elements of `element_size` bytes) runs with.
+  /// \throws invalid_argument as `tuning_table::load` if "auto" reads a malformed tuning file.
+  [[nodiscard]] const algorithms::policy_entry& policy(semantics c, std::size_t bytes = 0,
+                                                       std::size_t element_size = 4) const {
+    if (c == semantics::allreduce && auto_allreduce_) return auto_entry(bytes, element_size);
     const auto* e = const_cast<communicator*>(this)->policy_slot(c);
     if (e != nullptr) return *e;
     return algorithms::registry().at(bytes >= chain_threshold_bytes ? algorithms::chain::name
@@ -483,6 +519,35 @@ class communicator {
   [[nodiscard]] std::size_t cached_plans() const noexcept { return cache_.size(); }
 
  private:
+  /// The entry "auto" runs for `bytes`: chosen once per (size, element size) and remembered.
+  const algorithms::policy_entry& auto_entry(std::size_t bytes, std::size_t element_size) const {
+    std::lock_guard lk(auto_m_);
+    const auto key = std::make_pair(bytes, element_size);
+    if (auto it = auto_chosen_.find(key); it != auto_chosen_.end()) return *it->second;
+    if (!table_ && !opt_.tuning_file.empty()) {
+      try {
+        table_ = algorithms::tuning_from_file(opt_.tuning_file);
+      } catch (const invalid_argument& x) {
+        throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": " + x.what(), rank());
+      }
+    }
+    const auto c = algorithms::choose_allreduce(topo_, bytes, element_size, table_.get());
+    const auto* e = algorithms::registry().find(c.policy);
+    if (e == nullptr || !e->plans(semantics::allreduce))
+      throw invalid_argument("dssync::communicator: rank " + std::to_string(rank()) + ": auto chose policy \"" +
+                                 c.policy + "\" for " + std::to_string(bytes) + " B (" + c.reason +
+                                 "), which is not a registered allreduce policy",
+                             rank());
+    detail::log(opt_, log_level::info, rank(), "auto: allreduce of ", bytes, " B on ", size(), " ranks runs ",
+                e->name, ": ", c.reason);
+    auto_chosen_.emplace(key, e);
+    return *e;
+  }
+  void forget_auto_choices() {
+    std::lock_guard lk(auto_m_);
+    auto_chosen_.clear();
+  }
+
   const algorithms::policy_entry*& policy_slot(semantics c) {
     switch (c) {
       case semantics::allreduce: return policies_[0];
@@ -519,7 +584,7 @@ class communicator {
   template <class E, class Op>
   std::shared_ptr<const schedule> collective(semantics c, std::span<E> data, const Op& op, int root,
                                              std::span<const std::size_t> sizes) {
-    return collective(call_state{&policy(c, data.size_bytes()), iteration_}, c, data, op, root, sizes);
+    return collective(call_state{&policy(c, data.size_bytes(), sizeof(E)), iteration_}, c, data, op, root, sizes);
   }
 
   /// What an asynchronous collective fixes when it is issued: its policy and iteration.
@@ -529,7 +594,7 @@ class communicator {
   };
   template <class E>
   [[nodiscard]] call_state issue(semantics c, std::span<E> data) const {
-    return {&policy(c, data.size_bytes()), iteration_};
+    return {&policy(c, data.size_bytes(), sizeof(E)), iteration_};
   }
 
   template <class E, class Op>
@@ -721,6 +786,10 @@ class communicator {
   std::uint64_t iteration_ = 0;
   bool background_ = true;
   const algorithms::policy_entry* policies_[6] = {};
+  bool auto_allreduce_ = false;  // the allreduce policy is "auto" (policies_[0] unused)
+  mutable std::mutex auto_m_;    // guards the two below: "auto" may be asked from the caller's and the background thread
+  mutable std::shared_ptr<const algorithms::tuning_table> table_;
+  mutable std::map<std::pair<std::size_t, std::size_t>, const algorithms::policy_entry*> auto_chosen_;
   detail::plan_cache cache_{64};
   detail::scratch_buffer scratch_;
   std::map<std::string, std::shared_ptr<tensor_state_base>, std::less<>> tensors_;

@@ -9,16 +9,19 @@
 #include <typeinfo>
 #include <cstddef>
 #include <list>
+#include <map>
 #include <memory>
 #include <ranges>
 #include <span>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include "dssync/algorithms/encoded_allgather.hpp"
 #include "dssync/algorithms/encoded_ring.hpp"
 #include "dssync/algorithms/registry.hpp"
+#include "dssync/algorithms/tuning.hpp"
 #include "dssync/core/codec.hpp"
 #include "dssync/core/dtype.hpp"
 #include "dssync/core/error.hpp"
@@ -354,8 +357,28 @@ void synchronize(Transport& comm, const Topology& topo, const algorithms::policy
   detail::run(comm, *plan, view, op, opt);
 }
 
+namespace detail {
+
+/// The name of the policy `auto` runs for `bytes` per rank on the full mesh of `world` ranks with the
+/// tuning file of `opt` (see `algorithms::choose_allreduce`), remembered per thread; the first choice
+/// for each size is logged at INFO with its reason.
+inline std::string_view auto_choice(int world, int rank, std::size_t bytes, std::size_t element_size,
+                                    const options& opt) {
+  thread_local std::map<std::tuple<int, std::size_t, std::size_t, std::string>, std::string> chosen;
+  auto key = std::make_tuple(world, bytes, element_size, opt.tuning_file);
+  if (auto it = chosen.find(key); it != chosen.end()) return it->second;
+  const auto table = opt.tuning_file.empty() ? nullptr : algorithms::tuning_from_file(opt.tuning_file);
+  auto c = algorithms::choose_allreduce(topology::full_mesh(world), bytes, element_size, table.get());
+  detail::log(opt, log_level::info, rank, "auto: allreduce of ", bytes, " B on ", world, " ranks runs ", c.policy,
+              ": ", c.reason);
+  return chosen.emplace(std::move(key), std::move(c.policy)).first->second;
+}
+
+}  // namespace detail
+
 /// The short form: all-reduces `data` over `comm` with `op` (default sum) on a full-mesh view of the
-/// world, with the registered policy DSSYNC_ALGO names, or `default_policy`.
+/// world, with the registered policy DSSYNC_ALGO names, or `default_policy` (DSSYNC_ALGO=auto, or a
+/// DSSYNC_TUNING_FILE without DSSYNC_ALGO: per size, the tuning table's pick, else the cost model's).
 /// \throws invalid_argument, naming the policy, if DSSYNC_ALGO names an unknown policy or one whose plans
 ///   are not allreduces (gossip averages over pairs: use `synchronize(comm, topo, gossip_object, data)`,
 ///   whose object rotates the pairs from call to call).
@@ -368,7 +391,10 @@ template <concepts::transport Transport, std::ranges::contiguous_range Range, cl
   requires std::ranges::sized_range<Range> && (!concepts::topology<std::remove_cvref_t<Range>>) &&
            (!concepts::codec<std::remove_cvref_t<Op>, detail::element_of<Range>>)
 void synchronize(Transport& comm, Range&& data, const Op& op = {}, const options& opt = {}) {
-  const std::string_view name = algorithms::policy_from_env(default_policy);
+  std::string_view name = algorithms::default_allreduce_policy(default_policy, opt.tuning_file);
+  if (name == algorithms::auto_policy)
+    name = detail::auto_choice(comm.size(), comm.rank(), std::ranges::size(data) * sizeof(detail::element_of<Range>),
+                               sizeof(detail::element_of<Range>), opt);
   const algorithms::policy_entry* e = algorithms::registry().find(name);
   if (e == nullptr)
     throw invalid_argument("dssync::synchronize: rank " + std::to_string(comm.rank()) + ": DSSYNC_ALGO names policy \"" +

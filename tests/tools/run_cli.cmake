@@ -1,5 +1,5 @@
-# Runs one dssync-sim command line and checks what it did (the "tools" ctest tests).
-#   cmake -DEXE=<dssync-sim> -DARGS=<arg|arg|...> [-DEXPECT_RC=0|nonzero|<n>]
+# Runs one command line of a tool (dssync-sim, dssync-tune) and checks what it did (the "tools" ctest tests).
+#   cmake -DEXE=<tool> -DARGS=<arg|arg|...> [-DLAUNCH=<mpiexec|-n|2>] [-DEXPECT_RC=0|nonzero|<n>]
 #         [-DSTDOUT_MATCHES=<regex>] [-DSTDERR_MATCHES=<regex>]
 #         [-DJSON_RANGES=<key:min:max|...>] [-DJSON_EQUALS=<key=value|...>]
 #         [-DFILE_EXISTS=<path>] -P run_cli.cmake
@@ -17,13 +17,19 @@ if(NOT DEFINED EXPECT_RC)
   set(EXPECT_RC 0)
 endif()
 
-execute_process(COMMAND "${EXE}" ${_args}
+# LAUNCH: a launcher to put before EXE ('|'-separated: mpiexec|-n|2|...).
+set(_launch "")
+if(DEFINED LAUNCH AND NOT LAUNCH STREQUAL "")
+  string(REPLACE "|" ";" _launch "${LAUNCH}")
+endif()
+execute_process(COMMAND ${_launch} "${EXE}" ${_args}
                 RESULT_VARIABLE _rc
                 OUTPUT_VARIABLE _out
                 ERROR_VARIABLE _err
                 TIMEOUT 300)
 string(REPLACE ";" " " _shown "${_args}")
-set(_what "dssync-sim ${_shown}\n--- exit status: ${_rc}\n--- stdout:\n${_out}\n--- stderr:\n${_err}")
+get_filename_component(_exe_name "${EXE}" NAME)
+set(_what "${_exe_name} ${_shown}\n--- exit status: ${_rc}\n--- stdout:\n${_out}\n--- stderr:\n${_err}")
 
 if(EXPECT_RC STREQUAL "nonzero")
   if(_rc EQUAL 0 OR NOT _rc MATCHES "^[0-9]+$")

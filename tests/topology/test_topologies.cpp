@@ -30,18 +30,7 @@ using dssync_test::has_number;
 
 namespace {
 
-/// The what() of the invalid_argument `f` throws, or a marker that fails every check.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const dssync::invalid_argument& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not invalid_argument> ") + e.what();
-  }
-  return "<nothing thrown>";
-}
+using dssync_test::error_of;
 
 #define CHECK_ERROR_HAS(expr, ...)                                                    \
   do {                                                                                \

@@ -485,12 +485,16 @@ template <concepts::topology Topo>
 /// lowest predicted time on `t` for `bytes` per worker; ties go to the one listed first (ring). Policies
 /// the cost model does not know are skipped. DSSYNC_ALGO, when set and not empty, overrides the choice
 /// and is returned as is, unchecked (as everywhere in dssync, it forces the policy; `registry().at`
-/// rejects an unknown name); that view points into the environment, so copy it before changing
-/// DSSYNC_ALGO. The prediction is the step model of `try_predict`; policies that take parameters are
+/// rejects an unknown name), except DSSYNC_ALGO=auto, which asks for this choice; that view points
+/// into the environment, so copy it before changing DSSYNC_ALGO. The prediction is the step model of `try_predict`; policies that take parameters are
 /// predicted with their defaults on `t`.
 template <concepts::topology Topo>
-[[nodiscard]] std::string_view best_policy(const Topo& t, double bytes, std::size_t element_size = 4) {
-  if (const auto forced = policy_from_env(""); !forced.empty()) return forced;
+[[nodiscard]] std::string_view best_policy(const Topo& t, double bytes, std::size_t element_size = 4);
+
+/// As `best_policy`, without the DSSYNC_ALGO override: the cost model's own choice (what `auto`
+/// falls back to where its tuning table has no entry).
+template <concepts::topology Topo>
+[[nodiscard]] std::string_view fastest_predicted(const Topo& t, double bytes, std::size_t element_size = 4) {
   detail::flow_model m(t);
   std::string_view best = ring::name;
   double best_time = std::numeric_limits<double>::infinity();
@@ -504,6 +508,12 @@ template <concepts::topology Topo>
     }
   }
   return best;
+}
+
+template <concepts::topology Topo>
+[[nodiscard]] std::string_view best_policy(const Topo& t, double bytes, std::size_t element_size) {
+  if (const auto forced = policy_from_env(""); !forced.empty() && forced != "auto") return forced;
+  return fastest_predicted(t, bytes, element_size);
 }
 
 }  // namespace dssync::algorithms

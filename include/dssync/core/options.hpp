@@ -6,7 +6,10 @@
 ///   DSSYNC_CHECK          0 skips the agreement exchange before each collective (default 1)
 ///   DSSYNC_VERIFY         1 verifies every newly built plan before running it (default 0)
 ///   DSSYNC_DEBUG          WARN, INFO or TRACE: log to stderr (default off)
-///   DSSYNC_ALGO           policy the short form of synchronize uses ("ring", "direct", ...)
+///   DSSYNC_ALGO           allreduce policy of the short form and of a communicator ("ring", "direct", ...,
+///                         or "auto": per size, from the tuning table, else the cost model)
+///   DSSYNC_TUNING_FILE    tuning table written by dssync-tune; when set (and DSSYNC_ALGO is not), the
+///                         allreduce policy is "auto" (see algorithms/tuning.hpp)
 
 #include <chrono>
 #include <cstddef>
@@ -77,6 +80,8 @@ struct options {
   log_level debug = log_level::off;
   /// Training iteration, passed to the policy's `plan` (DS-Sync and gossip change groups with it).
   std::uint64_t iteration = 0;
+  /// The tuning table `auto` picks from (a file dssync-tune wrote); empty: none, the cost model picks.
+  std::string tuning_file;
 
   /// Defaults with DSSYNC_* environment overrides applied (read once per process).
   static const options& from_env() {
@@ -96,6 +101,7 @@ struct options {
       if (const char* v = detail::getenv_or_null("DSSYNC_CHECK")) x.check_agreement = std::string_view(v) != "0";
       if (const char* v = detail::getenv_or_null("DSSYNC_VERIFY")) x.verify = std::string_view(v) == "1";
       if (const char* v = detail::getenv_or_null("DSSYNC_DEBUG")) x.debug = detail::parse_level(v);
+      if (const char* v = detail::getenv_or_null("DSSYNC_TUNING_FILE")) x.tuning_file = v;
       return x;
     }();
     return o;

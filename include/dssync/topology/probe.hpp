@@ -30,10 +30,12 @@
 
 namespace dssync::topology {
 
-/// Message channels of the probe (its own collective call number keeps them apart from schedules).
-inline constexpr std::uint32_t probe_channel = 0xFFFDu;          ///< ping-pong messages
-inline constexpr std::uint32_t probe_barrier_channel = 0xFFFCu;  ///< the barrier between rounds
-inline constexpr std::uint32_t probe_gather_channel = 0xFFFBu;   ///< the exchange of the results
+/// Message channels of the probe. Its own collective call number keeps them apart from schedules, so
+/// they are low numbers that every transport can carry (MPI's tag map has 254 channels; the probe once
+/// used 0xFFFB..0xFFFD, which MPI refused).
+inline constexpr std::uint32_t probe_channel = 0;          ///< ping-pong messages
+inline constexpr std::uint32_t probe_barrier_channel = 1;  ///< the barrier between rounds
+inline constexpr std::uint32_t probe_gather_channel = 2;   ///< the exchange of the results
 
 /// How `measure` probes.
 struct probe_options {
