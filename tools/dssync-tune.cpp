@@ -6,9 +6,10 @@
 //   DSSYNC_TUNING_FILE=tuning.json ./my_trainer                     # auto now picks from it
 //   mpiexec -n 4 dssync-tune --check tuning.json                    # auto against every policy, side by side
 //
-// It prints one row per size, nccl-tests style (size, each policy's time, the fastest, its algbw and
-// busbw), a progress line per size on stderr, and with --check the ratio of auto's time to the
-// fastest policy's, measured in the same rounds.
+// It prints one row per size, nccl-tests style (size, each policy's time, the fastest, what auto picks
+// from this table (ties within 5 % go to the policy registered first), the fastest's algbw and busbw),
+// a progress line per size on stderr, and with --check the ratio of auto's time to the fastest
+// policy's, measured in the same rounds.
 #include <mpi.h>
 
 #include <boost/program_options.hpp>
@@ -98,7 +99,8 @@ void print(const dssync::tune_result& r, const config& cfg, bool checking) {
   for (const auto& [n, v] : t.points.front().times) names.push_back(n);
   std::cout << "#" << std::string(9, ' ') << "size";
   for (const auto& n : names) std::cout << ' ' << std::string(n.size() + 4 < 12 ? 12 - n.size() - 4 : 0, ' ') << n << "(us)";
-  std::cout << "  " << "fastest" << std::string(12, ' ') << "algbw(GB/s)  busbw(GB/s)";
+  std::cout << "  " << "fastest" << std::string(12, ' ') << "auto picks" << std::string(9, ' ')
+            << "algbw(GB/s)  busbw(GB/s)";
   if (checking) std::cout << "  auto/fastest";
   std::cout << '\n';
   const double bus = t.world_size > 1 ? 2.0 * (t.world_size - 1) / t.world_size : 0.0;
@@ -116,7 +118,10 @@ void print(const dssync::tune_result& r, const config& cfg, bool checking) {
       std::cout << std::string(w > s.size() ? w - s.size() : 1, ' ') << s;
     }
     const double alg = bt > 0 ? static_cast<double>(p.bytes) / bt / 1e9 : 0;
-    std::cout << "  " << best << std::string(best.size() < 19 ? 19 - best.size() : 1, ' ') << num(alg, 3)
+    const auto pick = t.pick(p.bytes, t.world_size, t.topology);
+    const std::string picked = pick ? pick->policy : std::string("-");
+    std::cout << "  " << best << std::string(best.size() < 19 ? 19 - best.size() : 1, ' ') << picked
+              << std::string(picked.size() < 19 ? 19 - picked.size() : 1, ' ') << num(alg, 3)
               << std::string(13 - std::min<std::size_t>(12, num(alg, 3).size()), ' ') << num(alg * bus, 3);
     if (checking) {
       const auto a = p.time_of("auto");

@@ -1,7 +1,7 @@
 // The tuner and `auto` over the MPI transport under a real mpiexec (2, 3 and 4 ranks): `tune` probes
 // and measures every eligible policy through transport::mpi, every rank gets the same table (its JSON
 // hashed and compared by an MPI reduction), and a communicator on `auto` with that table runs the
-// table's fastest policy at each measured size, with exact integer sums.
+// table's pick at each measured size, with exact integer sums.
 
 #include <doctest/doctest.h>
 
@@ -20,7 +20,7 @@
 #include <vector>
 
 TEST_SUITE("mpi") {
-  TEST_CASE("mpi tuner: every rank gets the same table, and auto then runs its fastest policy") {
+  TEST_CASE("mpi tuner: every rank gets the same table, and auto then runs its pick") {
     using namespace std::chrono_literals;
     const boost::mpi::communicator world;
     dssync::transport::mpi t(world);
@@ -54,7 +54,9 @@ TEST_SUITE("mpi") {
     comm.use_tuning(table);
     for (const auto& p : table.points) {
       const auto& e = comm.policy(dssync::semantics::allreduce, p.bytes, sizeof(std::int32_t));
-      CHECK_MESSAGE(e.name == p.fastest(), "rank " << me << ": auto runs " << e.name << " at " << p.bytes << " B");
+      const auto want = table.pick(p.bytes, n, table.topology);
+      REQUIRE(want.has_value());
+      CHECK_MESSAGE(e.name == want->policy, "rank " << me << ": auto runs " << e.name << " at " << p.bytes << " B");
       std::vector<std::int32_t> x(p.bytes / sizeof(std::int32_t), me + 1);
       comm.allreduce(std::span(x));
       std::size_t bad = 0;

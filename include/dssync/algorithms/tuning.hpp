@@ -19,9 +19,10 @@
 ///
 /// The rule (`tuning_table::pick`), for a call of S bytes on a world of N ranks and topology T:
 ///  1. The table applies only if it was measured on N ranks and, when it names one, on topology T.
-///  2. At a measured size, the measured fastest policy wins.
+///  2. At a measured size, the measured fastest policy wins; policies within `tie` (5 %) of it tie, and
+///     the tie goes to the one registered first (ring, then direct, ...).
 ///  3. Between two measured sizes, each policy's time is interpolated linearly in log(size) and
-///     log(time), and the fastest interpolated one wins (policies measured at both sizes only).
+///     log(time), and the fastest interpolated one wins, ties as above (policies measured at both sizes).
 ///  4. Below the smallest measured size, the smallest size's choice stands (latency-bound: the choice
 ///     does not change as messages shrink); above the largest, its choice stands up to
 ///     `extrapolate_above` times that size, beyond which the table has no entry.
@@ -111,26 +112,14 @@ struct tuning_table {
   [[nodiscard]] std::optional<tuning_choice> pick(std::size_t bytes, int world, std::string_view topo_name) const {
     if (world != world_size || points.empty()) return std::nullopt;
     if (!topology.empty() && topo_name != topology) return std::nullopt;
-    const auto eligible = [](std::string_view name) {
-      const policy_entry* e = registry().find(name);
-      return e != nullptr && e->plans(semantics::allreduce) && e->promises == semantics::allreduce;
-    };
-    const auto best_at = [&](const tuning_point& p) -> std::optional<std::pair<std::string, double>> {
-      std::optional<std::pair<std::string, double>> b;
-      for (const auto& [n, t] : p.times)
-        if (eligible(n) && (!b || t < b->second)) b = {n, t};
-      return b;
-    };
     const std::string from = origin.empty() ? std::string("tuning table") : "tuning table " + origin;
     const auto measured = [&](const tuning_point& p, std::string how) -> std::optional<tuning_choice> {
-      const auto b = best_at(p);
-      if (!b) return std::nullopt;
+      auto c = settle(p.times);
+      if (!c) return std::nullopt;
       std::ostringstream os;
-      os << from << ": " << how << (how.empty() ? "" : " ") << "measured fastest at " << p.bytes << " B (" << b->first << ' '
-         << b->second * 1e6 << " us";
-      if (const auto r = p.time_of("ring"); r && b->first != "ring") os << ", ring " << *r * 1e6 << " us";
-      os << ')';
-      return tuning_choice{b->first, os.str()};
+      os << from << ": " << how << (how.empty() ? "" : " ") << c->how << " at " << p.bytes << " B (" << c->detail
+         << ')';
+      return tuning_choice{c->policy, os.str()};
     };
     if (bytes <= points.front().bytes)
       return measured(points.front(), bytes == points.front().bytes ? "" : "below the smallest size,");
@@ -146,19 +135,24 @@ struct tuning_table {
     const auto& p0 = *(hi - 1);
     const double f = (std::log(static_cast<double>(bytes)) - std::log(static_cast<double>(p0.bytes))) /
                      (std::log(static_cast<double>(p1.bytes)) - std::log(static_cast<double>(p0.bytes)));
-    std::optional<std::pair<std::string, double>> b;
+    std::vector<std::pair<std::string, double>> between;
     for (const auto& [n, t0] : p0.times) {
       const auto t1 = p1.time_of(n);
-      if (!t1 || !eligible(n) || !(t0 > 0) || !(*t1 > 0)) continue;
-      const double t = std::exp((1 - f) * std::log(t0) + f * std::log(*t1));
-      if (!b || t < b->second) b = {n, t};
+      if (!t1 || !(t0 > 0) || !(*t1 > 0)) continue;
+      between.emplace_back(n, std::exp((1 - f) * std::log(t0) + f * std::log(*t1)));
     }
-    if (!b) return std::nullopt;
+    auto c = settle(between);
+    if (!c) return std::nullopt;
     std::ostringstream os;
-    os << from << ": fastest interpolated between " << p0.bytes << " and " << p1.bytes << " B (" << b->first << ' '
-       << b->second * 1e6 << " us)";
-    return tuning_choice{b->first, os.str()};
+    os << from << ": " << c->how << " interpolated between " << p0.bytes << " and " << p1.bytes << " B (" << c->detail
+       << ')';
+    return tuning_choice{c->policy, os.str()};
   }
+
+  /// Times closer than this (relative) to the fastest are a tie, which goes to the policy registered
+  /// first (ring, then direct, ...): noise between plans of one shape (ring, direct and Rabenseifner
+  /// at N = 2) must not flip the choice from run to run.
+  static constexpr double tie = 0.05;
 
   /// The table as JSON (the file format above).
   [[nodiscard]] std::string to_json() const {
@@ -256,6 +250,37 @@ struct tuning_table {
   }
 
  private:
+  struct settled {
+    std::string policy, how, detail;
+  };
+  /// The choice among `times` (see `tie`): the eligible fastest, or the first registered of those
+  /// within `tie` of it.
+  static std::optional<settled> settle(const std::vector<std::pair<std::string, double>>& times) {
+    const auto names = registry().names();
+    const auto order = [&](std::string_view n) {
+      return static_cast<std::size_t>(std::find(names.begin(), names.end(), n) - names.begin());
+    };
+    const auto eligible = [](std::string_view name) {
+      const policy_entry* e = registry().find(name);
+      return e != nullptr && e->plans(semantics::allreduce) && e->promises == semantics::allreduce;
+    };
+    const std::pair<std::string, double>* fastest = nullptr;
+    for (const auto& x : times)
+      if (eligible(x.first) && (fastest == nullptr || x.second < fastest->second)) fastest = &x;
+    if (fastest == nullptr) return std::nullopt;
+    const std::pair<std::string, double>* chosen = fastest;
+    for (const auto& x : times)
+      if (eligible(x.first) && x.second <= fastest->second * (1 + tie) && order(x.first) < order(chosen->first))
+        chosen = &x;
+    std::ostringstream os;
+    os << chosen->first << ' ' << chosen->second * 1e6 << " us";
+    if (chosen != fastest)
+      os << ", within " << std::lround(tie * 100) << " % of " << fastest->first << "'s " << fastest->second * 1e6 << " us";
+    else if (chosen->first != "ring")
+      for (const auto& x : times)
+        if (x.first == "ring") os << ", ring " << x.second * 1e6 << " us";
+    return settled{chosen->first, chosen == fastest ? "measured fastest" : "tied with the fastest", os.str()};
+  }
   static std::string quote(const std::string& s) {
     std::string o = "\"";
     for (char c : s) {
