@@ -70,13 +70,6 @@ struct tune_result {
 
 namespace detail {
 
-inline double median_of(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t h = v.size() / 2;
-  return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
-}
-
 /// The probe's α and β per link class: pairs in one rack of `cluster_racks` are "intra", others "inter".
 template <concepts::transport T>
 std::vector<algorithms::tuning_link> probe_links(T& comm) {
@@ -95,7 +88,7 @@ std::vector<algorithms::tuning_link> probe_links(T& comm) {
   static constexpr const char* names[] = {"intra", "inter"};
   for (int c = 0; c < 2; ++c)
     if (!a[c].empty())
-      out.push_back({names[c], static_cast<int>(a[c].size()), median_of(a[c]), median_of(b[c])});
+      out.push_back({names[c], static_cast<int>(a[c].size()), probe_median(a[c]), probe_median(b[c])});
   return out;
 }
 
@@ -207,7 +200,7 @@ template <concepts::transport T>
     for (std::size_t c = 0; c < cands.size(); ++c) {
       std::vector<double> v;
       for (int r = 0; r < o.rounds; ++r) v.push_back(samples[static_cast<std::size_t>(r) * cands.size() + c]);
-      p.times.emplace_back(cands[c].name, detail::median_of(std::move(v)));
+      p.times.emplace_back(cands[c].name, detail::probe_median(std::move(v)));
     }
     table.points.push_back(std::move(p));
     if (o.progress) o.progress(si, sizes.size(), table.points.back());
