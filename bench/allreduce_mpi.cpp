@@ -1,8 +1,9 @@
-// MPI allreduce benchmark, nccl-tests style: dssync's policies over transport::mpi against
-// MPI_Allreduce on the same buffers, in the same run.
+// MPI allreduce benchmark, nccl-tests style: dssync's policies over transport::mpi and/or
+// transport::mpi_shm (the MPI-3 shared window) against MPI_Allreduce on the same buffers, in the same run.
 //
 //   mpiexec -n 4 ./allreduce_mpi                       # shared memory (OpenMPI's default btl)
 //   mpiexec -n 4 --mca btl tcp,self ./allreduce_mpi    # TCP loopback
+//   mpiexec -n 2 ./allreduce_mpi --transport both --shm-buffers   # mpi and mpi_shm side by side
 //
 // Columns: size, count, type, redop, policy, time(us), algbw, busbw (nccl-tests definitions),
 // MPI_Allreduce time, ratio ours/MPI (< 1 is faster), peak RSS and dssync's staging memory per rank.
@@ -11,11 +12,14 @@
 #include <dssync/dssync.hpp>
 #include <dssync/algorithms/tuning.hpp>
 #include <dssync/transport/mpi.hpp>
+#include <dssync/transport/mpi_shm.hpp>
 
 #include "common.hpp"
 #include "mpi_timing.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <span>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -32,6 +36,8 @@ struct config {
   int iters = 0;  // 0: by size
   std::size_t segment = 0;
   bool check = true;
+  std::vector<std::string> transports{"mpi"};
+  bool shm_buffers = false;
   std::string csv, svg;
 };
 
@@ -42,11 +48,11 @@ int iterations_for(std::size_t bytes, int forced) {
   return 4;
 }
 
-void fill(std::vector<float>& v, int rank) {
+void fill(std::span<float> v, int rank) {
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i % 7) + static_cast<std::size_t>(rank));
 }
 
-bool check(const std::vector<float>& v, int n) {
+bool check(std::span<const float> v, int n) {
   // sum over ranks of (i % 7 + r) = n (i % 7) + n(n-1)/2, exact in float for these magnitudes.
   const std::size_t probes[] = {0, v.size() / 3, v.size() / 2, v.size() > 0 ? v.size() - 1 : 0};
   for (std::size_t i : probes) {
@@ -74,6 +80,8 @@ int main(int argc, char** argv) {
         .option("--iters", "K", "timed iterations per size (default by size)")
         .option("--segment", "BYTES", "pipeline segment (options::segment_bytes)")
         .flag("--no-check", "skip the agreement exchange (options::check_agreement = false)")
+        .option("--transport", "LIST", "mpi, shm (transport::mpi_shm) or both (default mpi)")
+        .flag("--shm-buffers", "buffers in an mpi_shm window (allocate): on-node sends are read in place")
         .option("--csv", "FILE", "also write the table as CSV (rank 0)")
         .option("--svg", "FILE", "plot busbw vs size (rank 0)");
     if (!c.parse(argc, argv)) {
@@ -92,6 +100,13 @@ int main(int argc, char** argv) {
     if (smoke) cfg.iters = 2;
     if (auto s = c.get("--segment")) cfg.segment = parse_bytes(*s);
     cfg.check = !c.has("--no-check");
+    if (auto t = c.get("--transport")) {
+      cfg.transports = *t == "both" ? std::vector<std::string>{"mpi", "shm"} : parse_list(*t);
+      for (const auto& x : cfg.transports)
+        if (x != "mpi" && x != "shm") throw std::runtime_error("--transport: \"" + x + "\" is not mpi, shm or both");
+    }
+    if (smoke) cfg.transports = {"mpi", "shm"};
+    cfg.shm_buffers = c.has("--shm-buffers");
     if (auto f = c.get("--csv")) cfg.csv = *f;
     if (auto f = c.get("--svg")) cfg.svg = *f;
   } catch (const std::exception& e) {
@@ -102,28 +117,46 @@ int main(int argc, char** argv) {
 
   int status = 0;
   {
-    dssync::transport::mpi comm(MPI_COMM_WORLD);
+    const bool use_shm = std::find(cfg.transports.begin(), cfg.transports.end(), "shm") != cfg.transports.end();
+    std::unique_ptr<dssync::transport::mpi> mpi_comm;
+    std::unique_ptr<dssync::transport::mpi_shm> shm_comm;
+    if (std::find(cfg.transports.begin(), cfg.transports.end(), "mpi") != cfg.transports.end())
+      mpi_comm = std::make_unique<dssync::transport::mpi>(MPI_COMM_WORLD);
+    if (use_shm || cfg.shm_buffers) shm_comm = std::make_unique<dssync::transport::mpi_shm>(MPI_COMM_WORLD);
     dssync::options opt;
     if (cfg.segment) opt.segment_bytes = cfg.segment;
     opt.check_agreement = cfg.check;
     const char* btl = std::getenv("OMPI_MCA_btl");
+    const std::size_t most = cfg.sizes.empty() ? 0 : *std::max_element(cfg.sizes.begin(), cfg.sizes.end()) / sizeof(float);
+    // The buffers: ordinary memory, or (--shm-buffers) one window of mpi_shm, for every transport alike.
+    std::vector<float> own(cfg.shm_buffers ? 0 : most);
+    const std::span<float> mem = cfg.shm_buffers ? shm_comm->allocate<float>(most) : std::span<float>(own);
     if (rank == 0) {
       std::cout << "# dssync allreduce_mpi: " << n << " ranks, float sum, segment " << human_bytes(static_cast<double>(opt.segment_bytes))
                 << ", agreement " << (opt.check_agreement ? "on" : "off") << ", btl " << (btl ? btl : "default (see mpiexec --mca)")
-                << "\n# load average " << load_average() << "\n";
+                << "\n# transports " << (cfg.transports.size() == 2 ? "mpi, shm" : cfg.transports[0]) << ", buffers "
+                << (cfg.shm_buffers ? "in an mpi_shm window" : "std::vector");
+      if (shm_comm)
+        std::cout << ", shm: " << shm_comm->node_size() << " ranks on this node, arena "
+                  << human_bytes(static_cast<double>(shm_comm->config().arena_bytes)) << ", " << shm_comm->config().slots
+                  << " slots per pair";
+      std::cout << "\n# load average " << load_average() << "\n";
     }
-    table t({{"size(B)", 11}, {"count", 10}, {"type", 6}, {"redop", 5}, {"policy", 7}, {"time(us)", 10},
+    table t({{"size(B)", 11}, {"count", 10}, {"type", 6}, {"redop", 5}, {"policy", 12}, {"time(us)", 10},
              {"algbw(GB/s)", 11}, {"busbw(GB/s)", 11}, {"MPI(us)", 10}, {"MPI_busbw", 9}, {"ours/MPI", 8},
              {"peakRSS(MiB)", 12}, {"staging(MiB)", 12}});
     if (rank == 0) t.print_header(std::cout);
+    const bool label = cfg.transports.size() > 1;
     std::vector<series> plot;
-    for (const auto& p : cfg.policies) plot.push_back({"dssync " + p + " N=" + std::to_string(n), {}});
+    for (const auto& tr : cfg.transports)
+      for (const auto& p : cfg.policies)
+        plot.push_back({"dssync " + (label ? tr + ":" : std::string()) + p + " N=" + std::to_string(n), {}});
     plot.push_back({"MPI_Allreduce N=" + std::to_string(n), {}});
-    progress prog(cfg.sizes.size() * cfg.policies.size(), rank == 0);
+    progress prog(cfg.sizes.size() * cfg.policies.size() * cfg.transports.size(), rank == 0);
     std::size_t step = 0;
     for (std::size_t bytes : cfg.sizes) {
       const std::size_t count = bytes / sizeof(float);
-      std::vector<float> buf(count);
+      const std::span<float> buf = mem.first(count);
       const int iters = iterations_for(bytes, cfg.iters);
       // MPI_Allreduce on the same buffers, in place.
       std::vector<double> mpi_times;
@@ -135,7 +168,9 @@ int main(int argc, char** argv) {
         if (it >= 0) mpi_times.push_back(s);
       }
       const double mpi_t = median(mpi_times);
-      for (std::size_t pi = 0; pi < cfg.policies.size(); ++pi) {
+      std::size_t series_index = 0;
+      for (const auto& tr : cfg.transports)
+      for (std::size_t pi = 0; pi < cfg.policies.size(); ++pi, ++series_index) {
         std::string policy = cfg.policies[pi];
         const dssync::algorithms::policy_entry* chosen = nullptr;
         if (policy == dssync::algorithms::auto_policy) {  // what auto runs here: DSSYNC_TUNING_FILE's pick, else the cost model's
@@ -145,13 +180,17 @@ int main(int argc, char** argv) {
           policy = "auto:" + c.policy;
         }
         const auto& entry = chosen != nullptr ? *chosen : dssync::algorithms::registry().at(policy);
+        if (label) policy = tr + ":" + policy;
         prog.update(++step, policy + " " + size_label(bytes));
         std::vector<double> times;
         bool ok = true;
         for (int it = -1; it < iters; ++it) {
           fill(buf, rank);
           const double s = timed(MPI_COMM_WORLD, [&] {
-            dssync::synchronize(comm, dssync::topology::full_mesh(n), entry, buf, dssync::ops::sum{}, opt);
+            if (tr == "shm")
+              dssync::synchronize(*shm_comm, dssync::topology::full_mesh(n), entry, buf, dssync::ops::sum{}, opt);
+            else
+              dssync::synchronize(*mpi_comm, dssync::topology::full_mesh(n), entry, buf, dssync::ops::sum{}, opt);
           });
           if (it >= 0) times.push_back(s);
           ok = ok && check(buf, n);
@@ -165,7 +204,7 @@ int main(int argc, char** argv) {
         const double mpi_bus = static_cast<double>(bytes) / mpi_t / 1e9 * allreduce_bus_factor(n);
         double rss = static_cast<double>(peak_rss_bytes()), rss_max = 0;
         MPI_Allreduce(&rss, &rss_max, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        double stg = static_cast<double>(comm.staging_bytes()), stg_max = 0;
+        double stg = static_cast<double>(tr == "shm" ? shm_comm->staging_bytes() : mpi_comm->staging_bytes()), stg_max = 0;
         MPI_Allreduce(&stg, &stg_max, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         if (rank == 0) {
           prog.finish();
@@ -173,10 +212,18 @@ int main(int argc, char** argv) {
                             fixed(algbw, 3), fixed(busbw, 3), fixed(mpi_t * 1e6, 1), fixed(mpi_bus, 3),
                             fixed(tt / mpi_t, 2) + (any ? " WRONG" : ""), fixed(rss_max / 1048576.0, 1),
                             fixed(stg_max / 1048576.0, 2)});
-          plot[pi].points.push_back({static_cast<double>(bytes), busbw});
-          if (pi == 0) plot.back().points.push_back({static_cast<double>(bytes), mpi_bus});
+          plot[series_index].points.push_back({static_cast<double>(bytes), busbw});
+          if (series_index == 0) plot.back().points.push_back({static_cast<double>(bytes), mpi_bus});
         }
       }
+    }
+    if (shm_comm) {
+      const auto& c = shm_comm->counters();
+      std::uint64_t mine[4] = {c.zero_copy, c.copied, c.overflow, c.off_node}, sum[4] = {};
+      MPI_Allreduce(mine, sum, 4, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+      if (rank == 0 && use_shm)
+        std::cout << "# shm sends: " << sum[0] << " read in place, " << sum[1] << " through the arena, " << sum[2]
+                  << " overflowed to MPI, " << sum[3] << " off-node\n";
     }
     if (rank == 0) {
       if (!cfg.csv.empty()) t.write_csv(cfg.csv);
