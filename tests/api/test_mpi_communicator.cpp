@@ -1,4 +1,4 @@
-// dssync::communicator over the MPI transport under a real mpiexec (2, 3 and 4 ranks): every collective,
+// dssync::communicator over the MPI transports (mpi, and mpi_shm for the first case) under a real mpiexec (2, 3 and 4 ranks): every collective,
 // in place and out of place, allgatherv with lengths known only at run time, asynchronous requests;
 // every rank checks against a full sequential oracle.
 
@@ -6,6 +6,7 @@
 
 #include <dssync/communicator.hpp>
 #include <dssync/transport/mpi.hpp>
+#include <dssync/transport/mpi_shm.hpp>
 
 #include <boost/mpi/communicator.hpp>
 
@@ -31,53 +32,64 @@ dssync::options test_opts() {
   return o;
 }
 
+/// Every collective of a session over transport `t`, against the oracle.
+template <class T>
+void check_collectives(T& t) {
+  dssync::communicator comm(t, test_opts());
+  const int n = comm.size(), me = comm.rank();
+  for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{997}, std::size_t{70001}}) {
+    CAPTURE(count);
+    auto a = inputs_of<std::int64_t>(me, count);
+    comm.allreduce(std::span(a));
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < count; ++i) bad += a[i] != sum_over<std::int64_t>(n, i);
+    CHECK_MESSAGE(bad == 0, "rank " << me << ": allreduce, " << bad << " elements differ");
+
+    const auto in = inputs_of<double>(me, count);
+    const dssync::range mine = dssync::chunk(count, static_cast<std::size_t>(n), static_cast<std::size_t>(me));
+    std::vector<double> block(mine.length);
+    comm.reduce_scatter(std::span<const double>(in), std::span(block));
+    bad = 0;
+    for (std::size_t j = 0; j < mine.length; ++j) bad += block[j] != sum_over<double>(n, mine.offset + j);
+    CHECK_MESSAGE(bad == 0, "rank " << me << ": reduce-scatter, " << bad << " elements differ");
+
+    // Allgather in place of the reduced blocks: together an allreduce.
+    std::vector<double> buf(count, -1.0);
+    std::copy(block.begin(), block.end(), buf.begin() + static_cast<std::ptrdiff_t>(mine.offset));
+    comm.allgather(std::span(buf));
+    bad = 0;
+    for (std::size_t i = 0; i < count; ++i) bad += buf[i] != sum_over<double>(n, i);
+    CHECK_MESSAGE(bad == 0, "rank " << me << ": allgather of the reduced blocks, " << bad << " elements differ");
+
+    for (int root = 0; root < n; ++root) {
+      auto b = inputs_of<float>(me, count);
+      comm.broadcast(std::span(b), root);
+      bad = 0;
+      for (std::size_t i = 0; i < count; ++i) bad += b[i] != input<float>(root, i);
+      CHECK_MESSAGE(bad == 0, "rank " << me << ": broadcast from " << root << ", " << bad << " elements differ");
+      const auto rin = inputs_of<std::int32_t>(me, count);
+      std::vector<std::int32_t> rout(me == root ? count : 0);
+      comm.reduce(std::span<const std::int32_t>(rin), std::span(rout), root);
+      if (me == root) {
+        bad = 0;
+        for (std::size_t i = 0; i < count; ++i) bad += rout[i] != sum_over<std::int32_t>(n, i);
+        CHECK_MESSAGE(bad == 0, "root " << root << ": reduce, " << bad << " elements differ");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("mpi") {
   TEST_CASE("mpi communicator: allreduce, reduce-scatter, allgather, broadcast and reduce equal the oracle") {
     dssync::transport::mpi t(boost::mpi::communicator{});
-    dssync::communicator comm(t, test_opts());
-    const int n = comm.size(), me = comm.rank();
-    for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{997}, std::size_t{70001}}) {
-      CAPTURE(count);
-      auto a = inputs_of<std::int64_t>(me, count);
-      comm.allreduce(std::span(a));
-      std::size_t bad = 0;
-      for (std::size_t i = 0; i < count; ++i) bad += a[i] != sum_over<std::int64_t>(n, i);
-      CHECK_MESSAGE(bad == 0, "rank " << me << ": allreduce, " << bad << " elements differ");
+    check_collectives(t);
+  }
 
-      const auto in = inputs_of<double>(me, count);
-      const dssync::range mine = dssync::chunk(count, static_cast<std::size_t>(n), static_cast<std::size_t>(me));
-      std::vector<double> block(mine.length);
-      comm.reduce_scatter(std::span<const double>(in), std::span(block));
-      bad = 0;
-      for (std::size_t j = 0; j < mine.length; ++j) bad += block[j] != sum_over<double>(n, mine.offset + j);
-      CHECK_MESSAGE(bad == 0, "rank " << me << ": reduce-scatter, " << bad << " elements differ");
-
-      // Allgather in place of the reduced blocks: together an allreduce.
-      std::vector<double> buf(count, -1.0);
-      std::copy(block.begin(), block.end(), buf.begin() + static_cast<std::ptrdiff_t>(mine.offset));
-      comm.allgather(std::span(buf));
-      bad = 0;
-      for (std::size_t i = 0; i < count; ++i) bad += buf[i] != sum_over<double>(n, i);
-      CHECK_MESSAGE(bad == 0, "rank " << me << ": allgather of the reduced blocks, " << bad << " elements differ");
-
-      for (int root = 0; root < n; ++root) {
-        auto b = inputs_of<float>(me, count);
-        comm.broadcast(std::span(b), root);
-        bad = 0;
-        for (std::size_t i = 0; i < count; ++i) bad += b[i] != input<float>(root, i);
-        CHECK_MESSAGE(bad == 0, "rank " << me << ": broadcast from " << root << ", " << bad << " elements differ");
-        const auto rin = inputs_of<std::int32_t>(me, count);
-        std::vector<std::int32_t> rout(me == root ? count : 0);
-        comm.reduce(std::span<const std::int32_t>(rin), std::span(rout), root);
-        if (me == root) {
-          bad = 0;
-          for (std::size_t i = 0; i < count; ++i) bad += rout[i] != sum_over<std::int32_t>(n, i);
-          CHECK_MESSAGE(bad == 0, "root " << root << ": reduce, " << bad << " elements differ");
-        }
-      }
-    }
+  TEST_CASE("mpi communicator over mpi_shm (the MPI-3 shared window): every collective equals the oracle") {
+    dssync::transport::mpi_shm t(boost::mpi::communicator{});
+    check_collectives(t);
   }
 
   TEST_CASE("mpi communicator: allgatherv of run-time lengths, and asynchronous requests") {

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <dssync/algorithms/registry.hpp>
+#include <dssync/algorithms/ring.hpp>
 #include <dssync/ops/ops.hpp>
 #include <dssync/synchronize.hpp>
 #include <dssync/topology/full_mesh.hpp>
@@ -196,6 +197,32 @@ TEST_SUITE("mpi") {
     const auto& c = t.counters();
     if (t.size() > 2) CHECK(total(c.off_node) > 0);
     CHECK(total(c.zero_copy) > 0);
+  }
+
+  TEST_CASE("mpi_shm: a rank that stops taking part is named by its peers' timeout (the census)") {
+    // The last rank stays alive but skips the collective (OpenMPI 4.1 has no ULFM: a process that
+    // exits takes the job down). Its peers wait on it until the deadline, run the census and name it.
+    const boost::mpi::communicator world;
+    mpi_shm t(world, shm_config{}.with_ranks_per_node(0));
+    const int n = t.size(), me = t.rank(), victim = n - 1;
+    std::string what;
+    if (me != victim) {
+      dssync::options opt;
+      opt.timeout = 2s;
+      std::vector<float> x(1000, 1.0f);
+      try {
+        dssync::synchronize<dssync::algorithms::ring>(t, dssync::topology::full_mesh(n), x, dssync::ops::sum{}, opt);
+      } catch (const dssync::timeout_error& e) {
+        what = e.what();
+      }
+    }
+    world.barrier();
+    if (me != victim) {
+      INFO("rank " << me << ": " << what);
+      REQUIRE(!what.empty());
+      CHECK(dssync_test::names_rank(what, victim));
+      CHECK(what.find("rank " + std::to_string(me)) != std::string::npos);
+    }
   }
 
   TEST_CASE("mpi_shm: a bad configuration is refused, naming the rank and the value") {
