@@ -5,6 +5,7 @@
 //   dssync-tune --inproc 4 --sizes 4K:16M --out tuning.json         # in-process ranks (threads)
 //   DSSYNC_TUNING_FILE=tuning.json ./my_trainer                     # auto now picks from it
 //   mpiexec -n 4 dssync-tune --check tuning.json                    # auto against every policy, side by side
+//   mpiexec -n 4 dssync-tune --shm --out tuning.json                # over transport::mpi_shm (shared window)
 //
 // It prints one row per size, nccl-tests style (size, each policy's time, the fastest, what auto picks
 // from this table (ties within 5 % go to the policy registered first), the fastest's algbw and busbw),
@@ -19,6 +20,7 @@
 #include <dssync/core/error.hpp>
 #include <dssync/transport/inproc.hpp>
 #include <dssync/transport/mpi.hpp>
+#include <dssync/transport/mpi_shm.hpp>
 #include <dssync/tuner.hpp>
 #include <dssync/version.hpp>
 
@@ -44,6 +46,7 @@ struct config {
   std::string out;
   std::string check;
   int inproc = 0;
+  bool shm = false;
   bool quiet = false;
 };
 
@@ -179,6 +182,7 @@ int main(int argc, char** argv) {
       "check", po::value(&cfg.check)->value_name("FILE"),
       "measure auto with the table FILE against the policies it lists, side by side")(
       "inproc", po::value(&cfg.inproc)->value_name("N"), "N in-process ranks (threads) instead of MPI's")(
+      "shm", po::bool_switch(&cfg.shm), "over transport::mpi_shm (on-node peers through an MPI-3 shared window)")(
       "quiet,q", po::bool_switch(&cfg.quiet), "no progress lines");
   int rc = 0;
   try {
@@ -201,11 +205,15 @@ int main(int argc, char** argv) {
     dssync::tune_result result;
     if (cfg.inproc > 0) {
       if (world_size != 1) throw dssync::invalid_argument("--inproc runs in one process, not under mpiexec -n " + std::to_string(world_size));
+      if (cfg.shm) throw dssync::invalid_argument("--inproc and --shm exclude each other");
       dssync::transport::inproc::world w(cfg.inproc);
       w.run([&](auto& comm) {  // rethrows the lowest failing rank's error
         auto r = run_tuner(comm, cfg, sizes, check, "inproc");
         if (comm.rank() == 0) result = std::move(r);
       });
+    } else if (cfg.shm) {
+      dssync::transport::mpi_shm comm(MPI_COMM_WORLD);
+      result = run_tuner(comm, cfg, sizes, check, "mpi_shm");
     } else {
       dssync::transport::mpi comm(MPI_COMM_WORLD);
       result = run_tuner(comm, cfg, sizes, check, "mpi");

@@ -276,6 +276,7 @@ class mpi_shm {
     const int np = node_of(peer);
     if (np < 0) {
       ++stats_.off_node;
+      uses_net_ = true;
       r.net = net_.isend(peer, key, bytes);
       return r;
     }
@@ -309,6 +310,7 @@ class mpi_shm {
     }
     if (overflow) {
       ++stats_.overflow;
+      uses_net_ = true;
       ++st.ovf_sent;
       detail::shared_ref(counter(np, ovf_sent_base, rank_node_).value).store(st.ovf_sent, std::memory_order_release);
       r.net = net_.isend(peer, key, bytes);
@@ -326,6 +328,7 @@ class mpi_shm {
     detail::shared_ref(counter(np, published_base, rank_node_).value).store(st.next, std::memory_order_release);
     r.shm = true;
     r.seq = seq;
+    ++epoch_;
     return r;
   }
 
@@ -344,6 +347,7 @@ class mpi_shm {
     r.peer = peer, r.key = key, r.bytes = bytes;
     if (node_of(peer) < 0) {
       r.off_node = true;
+      uses_net_ = true;
       r.net = net_.post_recv(peer, key, bytes);
     } else {
       (void)net_.tag(key);
@@ -355,6 +359,7 @@ class mpi_shm {
     r.peer = peer, r.key = key, r.bytes = dst.size(), r.into = dst.data();
     if (node_of(peer) < 0) {
       r.off_node = true;
+      uses_net_ = true;
       r.net = net_.post_recv_into(peer, key, dst);
     } else {
       (void)net_.tag(key);
@@ -399,6 +404,7 @@ class mpi_shm {
       check_size(r, static_cast<std::size_t>(count));
     }
     r.overflow = true;
+    uses_net_ = true;
     r.net = r.into ? net_.post_recv_into(r.peer, r.key, std::span<std::byte>(r.into, r.bytes))
                    : net_.post_recv(r.peer, r.key, r.bytes);
     return take_overflow(r, f);
@@ -463,8 +469,27 @@ class mpi_shm {
     if (r.off_node || r.overflow) net_.cancel(r.net);
   }
 
-  [[nodiscard]] token progress_token() const noexcept { return net_.progress_token(); }
-  void wait_progress(token t, deadline_t deadline) { net_.wait_progress(t, deadline); }
+  [[nodiscard]] token progress_token() const noexcept { return net_.progress_token() + epoch_; }
+  /// Polls: a peer's store to the window wakes nobody. The first `spin_polls` waits in a row only
+  /// pause the core (a message one round away lands within microseconds); after them every wait yields
+  /// the core, as `transport::mpi` does, so oversubscribed ranks still share it.
+  void wait_progress(token t, deadline_t deadline) {
+    if (uses_net_) {
+      // Drive MPI's progress engine: a large message that MPI carries (rendezvous) moves only while
+      // its sender calls into MPI, and a rank waiting on the window alone would never do so.
+      int flag = 0;
+      MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, native(), &flag, MPI_STATUS_IGNORE);
+    }
+    if (t != progress_token()) return;
+    if (t != idle_token_) idle_token_ = t, idle_ = 0;
+    if (++idle_ <= spin_polls) {
+      for (int i = 0; i < 16; ++i) cpu_relax();
+      return;
+    }
+    net_.wait_progress(t, deadline);
+  }
+  /// Waits in a row that spin before waits yield (see `wait_progress`).
+  static constexpr int spin_polls = 256;
   [[nodiscard]] bool peer_failed(int p) const noexcept { return net_.peer_failed(p); }
 
   void inject_fault(std::size_t step) noexcept { fail_at_ = step; }
@@ -623,6 +648,7 @@ class mpi_shm {
     if (w != detail::slot_word(o.seq, detail::slot_consumed) && w != detail::slot_word(o.seq, detail::slot_cancelled)) return;
     if (o.arena) arena_.release(o.offset, o.size);
     o.busy = false;
+    ++epoch_;
   }
 
   /// The sender's bytes that slot `sl` from node rank `np` describes.
@@ -663,6 +689,7 @@ class mpi_shm {
       }
       rs.taken[i] = 1;
       out = {true, seq, &sl};
+      ++epoch_;
       break;
     }
     while (!rs.taken.empty() && rs.taken.front()) {
@@ -699,8 +726,20 @@ class mpi_shm {
     return true;
   }
 
+  static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+
   mpi net_;
   shm_config cfg_;
+  std::uint64_t epoch_ = 0;  // on-node progress: publications, claims, completed sends
+  bool uses_net_ = false;    // some message went through MPI: waits drive MPI's progress
+  token idle_token_ = static_cast<token>(-1);
+  int idle_ = 0;
   MPI_Comm node_ = MPI_COMM_NULL;
   int node_size_ = 1, rank_node_ = 0;
   std::vector<int> node_of_;
